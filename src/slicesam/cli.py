@@ -1,0 +1,168 @@
+"""The ``slicesam`` command line: segment a volume from a prompts file, list models, run the demo.
+
+Errors about the user's input print one line (``slicesam: error: ...``) and exit with status 2;
+nothing is written unless the whole job succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import SliceSamError
+from .io._common import SUPPORTED_SUFFIXES, file_format
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _parse_window(text: str | None):
+    if text is None:
+        return None
+    if "," in text:
+        parts = text.split(",")
+        if len(parts) != 2:
+            raise SliceSamError(f"--window expects LO,HI or a preset name, got {text!r}")
+        try:
+            return float(parts[0]), float(parts[1])
+        except ValueError:
+            raise SliceSamError(f"--window expects numbers LO,HI, got {text!r}") from None
+    return text
+
+
+def _check_output(path: Path) -> None:
+    """Fail before any work when the output cannot be written."""
+    if file_format(path) is None:
+        raise SliceSamError(
+            f"cannot write {path}: unsupported extension; "
+            f"use one of {', '.join(SUPPORTED_SUFFIXES)}"
+        )
+    if path.is_dir():
+        raise SliceSamError(f"cannot write {path}: it is a folder; give a file name")
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from .engine.session import Session
+    from .io import load_volume, save_labels
+    from .prompts import read_prompts
+
+    out = Path(args.out)
+    _check_output(out)
+    objects = read_prompts(args.prompts)
+    vol = load_volume(args.image, channel=args.channel, modality=args.modality)
+    print(f"loaded {vol}", file=sys.stderr)
+    for i, obj in enumerate(objects):
+        for z in [b.z for b in obj.boxes] + [p.z for p in obj.points]:
+            if not 0 <= z < vol.shape[0]:
+                raise SliceSamError(
+                    f"prompts objects[{i}]: slice z={z} is outside the volume "
+                    f"(0..{vol.shape[0] - 1})"
+                )
+    t0 = time.perf_counter()
+    sess = Session(
+        vol,
+        model=args.model,
+        checkpoint=args.checkpoint,
+        device=args.device,
+        window=_parse_window(args.window),
+    )
+    print(f"model {sess.model.name} on {sess.model.device}, window {sess.window}", file=sys.stderr)
+    for i, obj in enumerate(objects):
+        try:
+            label = sess.new_object(obj.name, label_id=obj.label_id)
+            for box in obj.boxes:
+                sess.add_box(label, box.z, box.xyxy)
+            for point in obj.points:
+                sess.add_point(label, point.z, point.y, point.x, point.positive)
+            if args.propagate:
+                summary = sess.propagate(label, z_range=obj.z_range)
+                print(summary, file=sys.stderr)
+        except SliceSamError as exc:
+            raise SliceSamError(f"prompts objects[{i}]: {exc}") from None
+    saved = save_labels(out, sess.labels, like=vol)
+    print(f"wrote {saved} ({len(objects)} objects, {time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models.registry import MODELS
+
+    for spec in MODELS.values():
+        weights = "needs --checkpoint" if spec.needs_checkpoint else "weights installed"
+        print(f"{spec.name:12s} {weights:18s} {spec.description}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .intensity import default_window
+    from .io import load_volume
+
+    vol = load_volume(args.image, channel=args.channel)
+    print(vol)
+    print(f"default window: {default_window(vol.data, vol.modality)}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(Path(args.out), device=args.device)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .models.device import DEVICE_CHOICES
+
+    parser = argparse.ArgumentParser(
+        prog="slicesam", description="Interactive 3D segmentation with SAM-family models."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    seg = sub.add_parser("segment", help="segment a volume from a prompts JSON file")
+    seg.add_argument("image", help="NIfTI (.nii, .nii.gz) or TIFF (.tif, .tiff) volume")
+    seg.add_argument("--prompts", required=True, help="prompts JSON (see README)")
+    seg.add_argument("--out", required=True, help="labels file to write (.nii.gz or .tif)")
+    seg.add_argument("--model", default="litemedsam", help="model name (slicesam models)")
+    seg.add_argument("--checkpoint", default=None, help="weights file (required for SAM)")
+    seg.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    seg.add_argument("--window", default=None, help="intensity window LO,HI or a CT preset")
+    seg.add_argument("--channel", type=int, default=None, help="channel of a 4D/multichannel file")
+    seg.add_argument("--modality", default=None, choices=["CT", "MR", "microscopy"])
+    seg.add_argument(
+        "--no-propagate", dest="propagate", action="store_false", help="only the prompted slices"
+    )
+    seg.set_defaults(func=cmd_segment)
+
+    models = sub.add_parser("models", help="list the available models")
+    models.set_defaults(func=cmd_models)
+
+    info = sub.add_parser("info", help="print a volume's shape, spacing and modality")
+    info.add_argument("image")
+    info.add_argument("--channel", type=int, default=None)
+    info.set_defaults(func=cmd_info)
+
+    demo = sub.add_parser("demo", help="segment five organs of the sample CT and report Dice")
+    demo.add_argument("--out", default="demo_output", help="output folder")
+    demo.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SliceSamError as exc:
+        print(f"slicesam: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("slicesam: interrupted; nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""In-memory LRU cache of slice embeddings with a byte budget.
+
+Entries are keyed by slice index within one signature (volume content, axis, intensity window,
+model name and weights hash). A cache created for one signature refuses lookups under another,
+so a window or model change can never reuse stale embeddings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+
+import numpy as np
+
+from ..models.base import Embedding
+
+
+def volume_fingerprint(data: np.ndarray) -> str:
+    """A short content hash of a (z, y, x) array (shape, dtype and every voxel)."""
+    digest = hashlib.sha256()
+    digest.update(repr((data.shape, str(data.dtype))).encode())
+    for z in range(data.shape[0]):
+        digest.update(np.ascontiguousarray(data[z]).tobytes())
+    return digest.hexdigest()[:16]
+
+
+class EmbeddingCache:
+    """Thread-safe LRU of :class:`Embedding` by slice index.
+
+    Args:
+        signature: identifies what the embeddings depend on (see module docstring).
+        max_bytes: budget; least recently used slices are evicted beyond it (at least one
+            entry is always kept).
+    """
+
+    def __init__(self, signature: str, max_bytes: int = 2 * 1024**3) -> None:
+        self.signature = signature
+        self.max_bytes = int(max_bytes)
+        self._entries: OrderedDict[int, Embedding] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def __contains__(self, z: int) -> bool:
+        with self._lock:
+            return z in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def get(self, z: int) -> Embedding | None:
+        with self._lock:
+            emb = self._entries.get(z)
+            if emb is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(z)
+            self.hits += 1
+            return emb
+
+    def put(self, z: int, emb: Embedding) -> None:
+        with self._lock:
+            old = self._entries.pop(z, None)
+            if old is not None:
+                self._bytes -= old.nbytes
+            self._entries[z] = emb
+            self._bytes += emb.nbytes
+            while self._bytes > self.max_bytes and len(self._entries) > 1:
+                _, evicted = self._entries.popitem(last=False)
+                self._bytes -= evicted.nbytes
+
+    def get_or_compute(self, z: int, compute: Callable[[], Embedding]) -> Embedding:
+        """Return the cached embedding of slice ``z`` or compute, store and return it."""
+        emb = self.get(z)
+        if emb is None:
+            emb = compute()
+            self.put(z, emb)
+        return emb
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0

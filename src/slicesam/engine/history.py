@@ -1,0 +1,87 @@
+"""Undo/redo of session actions as sparse label diffs plus object-state snapshots."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class SliceDiff:
+    """The voxels of one slice an action changed: flat indices, values before and after."""
+
+    z: int
+    index: np.ndarray
+    before: np.ndarray
+    after: np.ndarray
+
+    @classmethod
+    def between(cls, z: int, before: np.ndarray, after: np.ndarray) -> SliceDiff | None:
+        """Diff two (y, x) label slices; None when they are equal."""
+        changed = np.flatnonzero(before != after)
+        if changed.size == 0:
+            return None
+        return cls(z, changed, before.ravel()[changed], after.ravel()[changed])
+
+    def apply(self, labels: np.ndarray, *, reverse: bool = False) -> None:
+        view = labels[self.z].reshape(-1)
+        view[self.index] = self.before if reverse else self.after
+        if not np.shares_memory(view, labels):  # reshape copied: write back
+            labels[self.z] = view.reshape(labels.shape[1:])
+
+
+@dataclass
+class Action:
+    """One undoable step: its name, label diffs and the object state before and after."""
+
+    name: str
+    diffs: list[SliceDiff] = field(default_factory=list)
+    state_before: Any = None
+    state_after: Any = None
+
+    @property
+    def slices(self) -> list[int]:
+        return sorted({d.z for d in self.diffs})
+
+
+class History:
+    """A bounded undo stack with redo; recording a new action clears the redo stack."""
+
+    def __init__(self, max_actions: int = 200) -> None:
+        self.max_actions = max_actions
+        self._undo: list[Action] = []
+        self._redo: list[Action] = []
+
+    def record(self, action: Action) -> None:
+        self._undo.append(action)
+        if len(self._undo) > self.max_actions:
+            del self._undo[0]
+        self._redo.clear()
+
+    def pop_undo(self) -> Action | None:
+        if not self._undo:
+            return None
+        action = self._undo.pop()
+        self._redo.append(action)
+        return action
+
+    def pop_redo(self) -> Action | None:
+        if not self._redo:
+            return None
+        action = self._redo.pop()
+        self._undo.append(action)
+        return action
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    @property
+    def names(self) -> list[str]:
+        return [a.name for a in self._undo]

