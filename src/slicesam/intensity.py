@@ -43,8 +43,8 @@ def default_window(data: np.ndarray, modality: str | None) -> tuple[float, float
         # A constant volume: any window maps it to one grey level.
         return float(vmin), float(vmin) + 1.0
     lo, hi = np.percentile(foreground, PERCENTILES)
-    if hi <= lo:
-        hi = lo + 1.0
+    if hi <= lo:  # (nearly) binary image: use the full range instead
+        lo, hi = vmin, foreground.max()
     return float(lo), float(hi)
 
 
