@@ -31,8 +31,16 @@ class FakeModel:
         self.embed_calls.append(int(image.sum()))
         return Embedding(image.copy(), image.shape, image.shape, image.nbytes)
 
-    def predict(self, embedding, *, box=None, points=None, point_labels=None, mask_input=None,
-                multimask=False) -> Prediction:
+    def predict(
+        self,
+        embedding,
+        *,
+        box=None,
+        points=None,
+        point_labels=None,
+        mask_input=None,
+        multimask=False,
+    ) -> Prediction:
         self.predict_calls += 1
         bright = embedding.features > 127
         mask = np.zeros_like(bright)

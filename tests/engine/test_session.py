@@ -239,7 +239,9 @@ def test_cancel_leaves_everything_as_it_was(two_balls, fake_model):
     sess.add_box(obj, 10, box_of(a[10]))
     before = sess.labels.copy()
     calls = []
-    summary = sess.propagate(obj, cancel=lambda: len(calls) >= 3, progress=lambda d, t: calls.append(d))
+    summary = sess.propagate(
+        obj, cancel=lambda: len(calls) >= 3, progress=lambda d, t: calls.append(d)
+    )
     assert summary.cancelled
     assert np.array_equal(sess.labels, before)
     assert sess.objects[obj].anchors == [10]
