@@ -1,0 +1,204 @@
+"""napari reader hook: NIfTI (``.nii``, ``.nii.gz``) and TIFF (``.tif``, ``.tiff``) volumes.
+
+Each file becomes one image layer whose data is the (z, y, x) array of
+:func:`slicesam.io.load_volume` (NIfTI reoriented to canonical LPS), with ``scale`` = the voxel
+spacing (z, y, x) and the :class:`~slicesam.io.Volume` itself in ``metadata["slicesam_volume"]``
+(its source path in ``metadata["slicesam_path"]``), so that labels drawn on it can be written
+back with the source geometry (see :mod:`slicesam._napari.writer`).
+
+- Integer files whose name contains "label" or "seg" open as a labels layer.
+- Multichannel files (NIfTI 4th dimension, TIFF ``C``/``S``/``T`` axis) open as one image
+  layer per channel, named ``"<stem> [c=N]"`` (at most :data:`MAX_CHANNELS`).
+- Unreadable files raise :class:`~slicesam.errors.SliceSamError` with a message for the user.
+
+Imports no torch, napari or Qt.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from importlib import metadata as _metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slicesam.errors import VolumeReadError
+from slicesam.intensity import default_window
+from slicesam.io import SUPPORTED_SUFFIXES, Volume, load_volume
+
+#: napari layer data tuple: (data, layer keyword arguments, layer type).
+LayerDataTuple = tuple[Any, dict[str, Any], str]
+PathOrPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+ReaderFunction = Callable[[PathOrPaths], list[LayerDataTuple]]
+
+#: ``layer.metadata`` key holding the source :class:`~slicesam.io.Volume`.
+VOLUME_KEY = "slicesam_volume"
+#: ``layer.metadata`` key holding the source file path (str).
+PATH_KEY = "slicesam_path"
+
+#: Lower-case file-name fragments that mark an integer volume as a label map.
+LABEL_HINTS = ("label", "seg")
+
+#: Most channels opened as separate layers; beyond that (e.g. a long time series) the reader
+#: refuses and says how to load one channel from Python.
+MAX_CHANNELS = 16
+
+#: Colormaps of the channel layers of a multichannel file (cycled).
+CHANNEL_COLORMAPS = ("green", "magenta", "cyan", "yellow", "red", "blue")
+
+#: slicesam unit names -> unit strings napari (pint) understands.
+_NAPARI_UNITS = {"mm": "mm", "um": "um", "nm": "nm", "cm": "cm", "m": "m", "px": "pixel"}
+
+
+def _as_paths(path: PathOrPaths) -> list[str]:
+    if isinstance(path, (str, os.PathLike)):
+        return [os.fspath(path)]
+    return [os.fspath(p) for p in path]
+
+
+def is_supported(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` ends (case-insensitively) with a volume ending slicesam reads."""
+    return os.fspath(path).lower().endswith(SUPPORTED_SUFFIXES)
+
+
+def file_stem(path: str | os.PathLike[str]) -> str:
+    """File name without its format ending: ``"ct.nii.gz"`` -> ``"ct"``."""
+    name = Path(os.fspath(path)).name
+    for suffix in SUPPORTED_SUFFIXES:  # ".nii.gz" is listed before ".nii"
+        if name.lower().endswith(suffix):
+            return name[: len(name) - len(suffix)] or name
+    return Path(name).stem
+
+
+def looks_like_labels(path: str | os.PathLike[str], data: np.ndarray) -> bool:
+    """Integer (z, y, x) data in a file whose name contains "label" or "seg"."""
+    name = Path(os.fspath(path)).name.lower()
+    return data.dtype.kind in "iu" and any(hint in name for hint in LABEL_HINTS)
+
+
+def _napari_has_units() -> bool:
+    """Layers take ``units=`` from napari 0.6 on."""
+    try:
+        version = _metadata.version("napari")
+    except _metadata.PackageNotFoundError:
+        return False
+    parts = []
+    for piece in version.split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts) >= (0, 6)
+
+
+def channel_count(volume: Volume) -> int:
+    """Number of channels of the file ``volume`` came from (1 for a plain 3D volume).
+
+    ``volume`` must have been loaded with an explicit ``channel`` (e.g. ``channel=0``):
+    ``meta["channel"]`` is then set for multichannel files only, and the channel count is the
+    source size divided by the size of one (z, y, x) volume.
+    """
+    if volume.meta.get("channel") is None:
+        return 1
+    source_shape = volume.meta.get("source_shape")
+    if not source_shape:
+        return 1
+    n = int(np.prod(source_shape)) // max(int(np.prod(volume.shape)), 1)
+    return max(n, 1)
+
+
+def volume_layer_data(
+    volume: Volume,
+    name: str,
+    *,
+    as_labels: bool = False,
+    colormap: str = "gray",
+    blending: str | None = None,
+) -> LayerDataTuple:
+    """Layer data tuple for a :class:`Volume`.
+
+    Args:
+        volume: the volume; its ``data`` (z, y, x) becomes the layer data (not copied).
+        name: layer name.
+        as_labels: make a labels layer (the data must be integer).
+        colormap: image colormap (ignored for labels).
+        blending: image blending mode; ``None`` keeps napari's default.
+
+    Returns:
+        ``(data, kwargs, "image" | "labels")`` with ``scale`` = ``volume.spacing`` (z, y, x),
+        ``metadata`` = {``VOLUME_KEY``: volume, ``PATH_KEY``: str(path) or None}, ``units``
+        (napari >= 0.6, known units) and, for images, ``contrast_limits`` from
+        :func:`slicesam.intensity.default_window` (CT: -160..240 HU, otherwise the 0.5/99.5
+        percentiles above the minimum).
+    """
+    kwargs: dict[str, Any] = {
+        "name": name,
+        "scale": tuple(float(s) for s in volume.spacing),
+        "metadata": {
+            VOLUME_KEY: volume,
+            PATH_KEY: str(volume.path) if volume.path is not None else None,
+        },
+    }
+    unit = _NAPARI_UNITS.get(volume.unit)
+    if unit is not None and _napari_has_units():
+        kwargs["units"] = (unit,) * 3
+    if as_labels:
+        return volume.data, kwargs, "labels"
+    kwargs["contrast_limits"] = tuple(
+        float(v) for v in default_window(volume.data, volume.modality)
+    )
+    kwargs["colormap"] = colormap
+    if blending is not None:
+        kwargs["blending"] = blending
+    return volume.data, kwargs, "image"
+
+
+def read_volume(path: str | os.PathLike[str]) -> list[LayerDataTuple]:
+    """Read one NIfTI/TIFF file into layer data tuples (one per channel).
+
+    Raises:
+        SliceSamError: unreadable or unsupported file, or more than :data:`MAX_CHANNELS`
+            channels.
+    """
+    p = Path(os.fspath(path)).expanduser()
+    stem = file_stem(p)
+    first = load_volume(p, channel=0)  # channel=0 is valid for single-channel files too
+    n = channel_count(first)
+    if n == 1:
+        return [volume_layer_data(first, stem, as_labels=looks_like_labels(p, first.data))]
+    if n > MAX_CHANNELS:
+        raise VolumeReadError(
+            f"{p} has {n} channels (or time points) along one axis; the napari reader opens "
+            f"at most {MAX_CHANNELS} as separate layers. Load one in Python with "
+            "slicesam.load_volume(path, channel=N) and add it with viewer.add_image"
+        )
+    layers = []
+    for c in range(n):
+        vol = first if c == 0 else load_volume(p, channel=c)
+        colormap = CHANNEL_COLORMAPS[c % len(CHANNEL_COLORMAPS)]
+        layers.append(
+            volume_layer_data(vol, f"{stem} [c={c}]", colormap=colormap, blending="additive")
+        )
+    return layers
+
+
+def read_volumes(path: PathOrPaths) -> list[LayerDataTuple]:
+    """Reader function: every file in ``path`` (one path or a list) as layer data tuples."""
+    layers: list[LayerDataTuple] = []
+    for p in _as_paths(path):
+        layers.extend(read_volume(p))
+    return layers
+
+
+def get_reader(path: PathOrPaths) -> ReaderFunction | None:
+    """napari ``get_reader`` hook: :func:`read_volumes` for NIfTI/TIFF files, else ``None``.
+
+    A list of paths is accepted when every one of them is a supported file (each file becomes
+    its own layer(s); nothing is stacked).
+    """
+    paths = _as_paths(path)
+    if not paths or not all(is_supported(p) for p in paths):
+        return None
+    if any(os.path.isdir(p) for p in paths):
+        return None
+    return read_volumes
