@@ -349,3 +349,50 @@ def test_bad_session_inputs(two_balls, fake_model):
         Session(vol, model=fake_model, labels=np.zeros((2, 2, 2), np.uint16))
     with pytest.raises(SliceSamError, match="lo < hi"):
         Session(vol, model=fake_model, window=(5, 1))
+
+
+def test_existing_labels_become_objects(two_balls, fake_model):
+    vol, a, _ = two_balls
+    labels = np.zeros(vol.shape, np.uint16)
+    labels[a] = 4
+    sess = Session(vol, model=fake_model, labels=labels)
+    assert list(sess.objects) == [4]
+    assert sess.new_object() == 1
+
+
+def test_painted_edits_become_user_slices_and_are_undoable(two_balls, fake_model):
+    vol, a, b = two_balls
+    sess = Session(vol, model=fake_model)
+    obj = sess.new_object()
+    sess.add_box(obj, 10, box_of(a[10]))
+    sess.propagate(obj)
+    after_propagation = sess.labels.copy()
+    # The user paints slice 12 by hand (as napari's brush would) and adds a new label 9.
+    sess.labels[12][a[12]] = 0
+    sess.labels[12, 0:3, 0:3] = obj
+    sess.labels[5, 40:44, 50:54] = 9
+    assert sess.sync_external_edits() == [5, 12]
+    assert sess.objects[obj].source[12] == "user"
+    assert 9 in sess.objects and sess.objects[9].anchors == [5]
+    painted = sess.labels.copy()
+    sess.propagate(obj)  # must not overwrite the painted slice 12
+    assert np.array_equal(sess.labels[12], painted[12])
+    sess.undo()  # propagation
+    sess.undo()  # paint
+    assert np.array_equal(sess.labels, after_propagation)
+    assert 9 not in sess.objects
+    assert sess.sync_external_edits() == []
+
+
+def test_low_confidence_navigation(two_balls, fake_model):
+    vol, a, _ = two_balls
+    sess = Session(vol, model=fake_model)
+    obj = sess.new_object()
+    sess.add_box(obj, 10, box_of(a[10]))
+    sess.propagate(obj)
+    assert sess.low_confidence_slices(obj, threshold=0.5) == []
+    weak = sess.low_confidence_slices(obj, threshold=0.95)
+    assert weak == sorted(sess.confidence(obj))
+    assert sess.next_low_confidence(obj, 10, +1, threshold=0.95) == 11
+    assert sess.next_low_confidence(obj, 10, -1, threshold=0.95) == 9
+    assert sess.next_low_confidence(obj, 10, +1, threshold=0.5) is None

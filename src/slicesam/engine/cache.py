@@ -41,6 +41,7 @@ class EmbeddingCache:
         self._entries: OrderedDict[int, Embedding] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        self._inflight: dict[int, threading.Event] = {}
         self.hits = 0
         self.misses = 0
 
@@ -77,12 +78,33 @@ class EmbeddingCache:
                 self._bytes -= evicted.nbytes
 
     def get_or_compute(self, z: int, compute: Callable[[], Embedding]) -> Embedding:
-        """Return the cached embedding of slice ``z`` or compute, store and return it."""
-        emb = self.get(z)
-        if emb is None:
-            emb = compute()
-            self.put(z, emb)
-        return emb
+        """Return the cached embedding of slice ``z`` or compute, store and return it.
+
+        When another thread is already computing slice ``z`` (e.g. the prefetcher), wait for
+        its result instead of computing the same slice twice.
+        """
+        while True:
+            emb = self.get(z)
+            if emb is not None:
+                return emb
+            with self._lock:
+                pending = self._inflight.get(z)
+                if pending is None:
+                    pending = self._inflight[z] = threading.Event()
+                    owner = True
+                else:
+                    owner = False
+            if not owner:
+                pending.wait()
+                continue  # computed (or failed) by the other thread: look again
+            try:
+                emb = compute()
+                self.put(z, emb)
+                return emb
+            finally:
+                with self._lock:
+                    del self._inflight[z]
+                pending.set()
 
     def clear(self) -> None:
         with self._lock:

@@ -118,7 +118,13 @@ class Session:
         self.model: SegmentationModel = model
         self.params = params or PropagationParams()
         self.labels = self._init_labels(labels)
+        # The label volume as the session last left it: edits made behind its back (napari's
+        # paint brush) are found by comparison in sync_external_edits().
+        self._shadow = self.labels.copy()
         self._objects: dict[int, SegObject] = {}
+        for value in np.unique(self.labels):
+            if value:
+                self._objects[int(value)] = SegObject(int(value), f"object {int(value)}")
         self._logits: dict[tuple[int, int], np.ndarray] = {}
         self._history = History()
         self._listeners: list[Callable[[list[int]], None]] = []
@@ -203,6 +209,7 @@ class Session:
                     raise PromptError(f"label id {label_id} is already used by another object")
             if label_id > UINT16_MAX and self.labels.dtype.itemsize < 4:
                 self.labels = self.labels.astype(np.uint32)
+                self._shadow = self._shadow.astype(np.uint32)
             before = self._state()
             self._objects[label_id] = SegObject(label_id, name or f"object {label_id}")
             self._history.record(Action(f"new object {label_id}", [], before, self._state()))
@@ -374,6 +381,7 @@ class Session:
             if diff is not None:
                 diffs.append(diff)
                 self.labels[z] = new
+                self._shadow[z] = new
         action = Action(name, diffs, before, self._state())
         self._history.record(action)
         self._emit(action.slices)
@@ -439,7 +447,7 @@ class Session:
             margin = self.params.margin_model_px * self.model_px
             for anchor, direction, end in walks:
                 seed = self.labels[anchor] == target.label_id
-                fallback = target.prompts[anchor].box
+                fallback = getattr(target.prompts.get(anchor), "box", None)
                 fallback_box = fallback.xyxy if fallback else mask_bbox(seed)
                 for item in walk(
                     anchor,
@@ -489,6 +497,58 @@ class Session:
                 progress(total, total)
             return summary
 
+    # -- edits made outside the session ------------------------------------------------------------
+    def sync_external_edits(self, name: str = "paint") -> list[int]:
+        """Adopt changes made to :attr:`labels` behind the session's back (e.g. napari's brush).
+
+        Every slice where the label volume differs from what the session last wrote becomes a
+        user slice (an anchor) of each object whose voxels changed there, so propagation never
+        overwrites it; a painted label id that is not an object yet becomes one. The change is
+        one undoable action.
+
+        Returns:
+            the slices that changed (empty when nothing did).
+        """
+        with self._lock:
+            changed = np.flatnonzero((self.labels != self._shadow).any(axis=(1, 2)))
+            if changed.size == 0:
+                return []
+            before = self._state()
+            diffs = []
+            for z in changed.tolist():
+                diff = SliceDiff.between(z, self._shadow[z], self.labels[z])
+                if diff is None:
+                    continue
+                diffs.append(diff)
+                touched = set(np.unique(diff.before).tolist()) | set(np.unique(diff.after).tolist())
+                for label in sorted(touched - {0}):
+                    obj = self._objects.get(int(label))
+                    if obj is None:
+                        obj = self._objects[int(label)] = SegObject(int(label), f"object {label}")
+                    obj.source[z] = USER
+                    obj.confidence[z] = 1.0
+                    self._logits.pop((obj.label_id, z), None)
+                self._shadow[z] = self.labels[z]
+            action = Action(name, diffs, before, self._state())
+            self._history.record(action)
+            self._emit(action.slices)
+            return action.slices
+
+    def low_confidence_slices(self, obj: int, threshold: float = 0.7) -> list[int]:
+        """Sorted slices where ``obj``'s mask has a confidence below ``threshold``."""
+        conf = self._get(obj, for_edit=False).confidence
+        return sorted(z for z, c in conf.items() if c < threshold)
+
+    def next_low_confidence(
+        self, obj: int, z: int, direction: int = 1, threshold: float = 0.7
+    ) -> int | None:
+        """The nearest low-confidence slice after (direction=1) or before (-1) slice ``z``."""
+        weak = self.low_confidence_slices(obj, threshold)
+        ahead = [v for v in weak if (v > z if direction > 0 else v < z)]
+        if not ahead:
+            return None
+        return min(ahead) if direction > 0 else max(ahead)
+
     # -- undo / redo ------------------------------------------------------------------------------
     def undo(self) -> bool:
         """Undo the last action; False when there is nothing to undo."""
@@ -513,6 +573,8 @@ class Session:
             return True
 
     def _restore(self, state: dict[int, SegObject], slices: list[int]) -> None:
+        for z in slices:
+            self._shadow[z] = self.labels[z]
         self._objects = {k: v.clone() for k, v in state.items()}
         for key in [k for k in self._logits if k[1] in slices or k[0] not in self._objects]:
             del self._logits[key]

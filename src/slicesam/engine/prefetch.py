@@ -1,0 +1,97 @@
+"""Background embedding of the slices around the one in view, nearest first.
+
+GUI-free: the napari widget calls :meth:`Prefetcher.request` when the viewed slice changes. A
+torch forward cannot be interrupted, so a new request takes effect after the slice being
+embedded; the cache de-duplicates a slice that a click needs while it is being prefetched.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from ..models.base import Embedding
+
+
+def nearest_first(z: int, n_slices: int, radius: int) -> list[int]:
+    """[z, z+1, z-1, z+2, z-2, ...] within ``radius`` and the volume."""
+    order = [z] if 0 <= z < n_slices else []
+    for d in range(1, radius + 1):
+        order += [v for v in (z + d, z - d) if 0 <= v < n_slices]
+    return order
+
+
+class Prefetcher:
+    """A daemon thread embedding slices around the requested one.
+
+    Args:
+        embed: ``embed(z)`` computes (and caches) slice z's embedding.
+        is_cached: ``is_cached(z)`` tells whether slice z needs no work.
+        n_slices: number of slices in the volume.
+        radius: how many slices on each side to prefetch.
+        on_status: called from the worker thread with a short status text
+            ("embedding slice 12", "idle"); the GUI must marshal it to its own thread.
+    """
+
+    def __init__(
+        self,
+        embed: Callable[[int], Embedding],
+        is_cached: Callable[[int], bool],
+        n_slices: int,
+        radius: int = 8,
+        on_status: Callable[[str], None] | None = None,
+    ) -> None:
+        self._embed = embed
+        self._is_cached = is_cached
+        self._n = n_slices
+        self.radius = radius
+        self._on_status = on_status or (lambda text: None)
+        self._cond = threading.Condition()
+        self._target: int | None = None
+        self._generation = 0
+        self._stopped = False
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="slicesam-prefetch", daemon=True)
+        self._thread.start()
+
+    def request(self, z: int) -> None:
+        """Prefetch around slice ``z`` (replaces any earlier request)."""
+        with self._cond:
+            self._target = int(z)
+            self._generation += 1
+            self._cond.notify()
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        """Stop the thread (after the slice being embedded, if any)."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._target is None and not self._stopped:
+                    self._cond.wait()
+                if self._stopped:
+                    return
+                target, generation, self._target = self._target, self._generation, None
+            for z in nearest_first(target, self._n, self.radius):
+                with self._cond:
+                    if self._stopped or self._generation != generation:
+                        break
+                if self._is_cached(z):
+                    continue
+                self._on_status(f"embedding slice {z}")
+                try:
+                    self._embed(z)
+                except Exception as exc:  # reported, never raised in a daemon thread
+                    self.error = exc
+                    self._on_status(f"embedding failed: {exc}")
+                    break
+            else:
+                self._on_status("idle")

@@ -1,0 +1,105 @@
+"""Prefetching order, cancellation by newer requests, and the cache's de-duplication."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from slicesam.engine import Session
+from slicesam.engine.cache import EmbeddingCache
+from slicesam.engine.prefetch import Prefetcher, nearest_first
+from slicesam.models.base import Embedding
+
+
+def emb(nbytes: int = 10) -> Embedding:
+    return Embedding(None, (1, 1), (1, 1), nbytes)
+
+
+def test_nearest_first_order():
+    assert nearest_first(5, 20, 2) == [5, 6, 4, 7, 3]
+    assert nearest_first(0, 3, 3) == [0, 1, 2]
+
+
+def test_cache_lru_budget():
+    cache = EmbeddingCache("sig", max_bytes=25)
+    for z in range(3):
+        cache.put(z, emb())
+    assert 0 not in cache and 1 in cache and 2 in cache
+    cache.get(1)
+    cache.put(3, emb())
+    assert 2 not in cache and 1 in cache
+
+
+def test_cache_computes_a_slice_once_for_two_threads():
+    cache = EmbeddingCache("sig")
+    calls = []
+
+    def slow():
+        calls.append(1)
+        time.sleep(0.2)
+        return emb()
+
+    threads = [threading.Thread(target=cache.get_or_compute, args=(7, slow)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and 7 in cache
+
+
+def test_prefetcher_embeds_around_the_slice_in_view(two_balls, fake_model):
+    vol, _, _ = two_balls
+    sess = Session(vol, model=fake_model)
+    statuses = []
+    pre = Prefetcher(
+        sess.embed, sess.cache.__contains__, vol.shape[0], radius=2, on_status=statuses.append
+    )
+    try:
+        pre.request(10)
+        deadline = time.time() + 10
+        while "idle" not in statuses and time.time() < deadline:
+            time.sleep(0.01)
+        assert all(z in sess.cache for z in (8, 9, 10, 11, 12))
+        assert 7 not in sess.cache and 13 not in sess.cache
+        assert statuses[0] == "embedding slice 10"
+    finally:
+        pre.stop()
+    assert not pre.alive
+
+
+def test_a_new_request_replaces_the_old_one(two_balls):
+    order = []
+    started = threading.Event()
+
+    def embed(z):
+        order.append(z)
+        started.set()
+        time.sleep(0.05)
+        return emb()
+
+    pre = Prefetcher(embed, lambda z: z in order, n_slices=100, radius=10)
+    try:
+        pre.request(50)
+        started.wait(5)
+        pre.request(5)
+        time.sleep(1.5)
+    finally:
+        pre.stop()
+    assert order[0] == 50
+    assert 5 in order[:3]  # the new request took over after at most one more slice
+    assert len([z for z in order if 40 <= z <= 60]) < 21
+
+
+def test_prefetch_errors_are_reported_not_raised():
+    def embed(z):
+        raise RuntimeError("out of memory")
+
+    statuses = []
+    pre = Prefetcher(embed, lambda z: False, n_slices=5, on_status=statuses.append)
+    pre.request(2)
+    deadline = time.time() + 5
+    while pre.error is None and time.time() < deadline:
+        time.sleep(0.01)
+    pre.stop()
+    assert isinstance(pre.error, RuntimeError)
+    assert any("failed" in s for s in statuses)
