@@ -66,4 +66,7 @@ def load_model(
     spec = MODELS.get(name)
     if spec is None:
         raise ModelError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+    from .llvm_guard import avoid_triton_llvm_clash
+
+    avoid_triton_llvm_clash()
     return spec.factory(checkpoint, device)

@@ -1,0 +1,742 @@
+"""The SliceSAM dock widget: layers in, prompts to the session, masks back into a Labels layer.
+
+No segmentation logic lives here: the widget turns Points/Shapes layer edits into
+:class:`~slicesam.engine.session.Session` calls, runs them off the GUI thread, and paints the
+results back. Importing this module does not import torch (the model loads when a session
+starts).
+
+Keyboard shortcuts (viewer-wide; napari's own Ctrl+Z stays the Labels brush undo):
+
+=========  =====================================================
+Shift+T    toggle the next click positive / negative
+Shift+N    new object
+Shift+P    propagate the selected object (Esc-like: Shift+C cancels)
+Shift+C    cancel a running propagation
+Shift+Z    undo the last segmentation action
+Shift+Y    redo
+Shift+W    jump to the next low-confidence slice (Shift+Q: previous)
+Shift+S    save the labels next to the source
+=========  =====================================================
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from slicesam._napari.axes import AXIS_NAMES, AxisMap
+from slicesam._napari.jobs import SerialRunner
+from slicesam._napari.reader import PATH_KEY, VOLUME_KEY
+from slicesam.errors import SliceSamError
+from slicesam.io import Volume, save_labels
+from slicesam.models.device import DEVICE_CHOICES
+from slicesam.models.registry import DEFAULT_MODEL, MODELS
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+
+    from slicesam.engine.session import Session
+
+POSITIVE_COLOR = "lime"
+NEGATIVE_COLOR = "red"
+
+SHORTCUTS = {
+    "Shift-T": ("toggle positive / negative click", "toggle_polarity"),
+    "Shift-N": ("new object", "new_object"),
+    "Shift-P": ("propagate the selected object", "propagate"),
+    "Shift-C": ("cancel propagation", "cancel_propagation"),
+    "Shift-Z": ("undo segmentation action", "undo"),
+    "Shift-Y": ("redo", "redo"),
+    "Shift-W": ("next low-confidence slice", "next_weak"),
+    "Shift-Q": ("previous low-confidence slice", "previous_weak"),
+    "Shift-S": ("save labels next to the source", "save_default"),
+}
+
+
+def shortcut_help() -> str:
+    return "\n".join(f"{key:8s} {text}" for key, (text, _) in SHORTCUTS.items())
+
+
+class SliceSamWidget(QWidget):
+    """Interactive 3D segmentation of the chosen image layer.
+
+    Args:
+        napari_viewer: the viewer (napari passes it).
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.session: Session | None = None
+        self.axes = AxisMap(0)
+        self.volume: Volume | None = None
+        self.image_layer = None
+        self.labels_layer = None
+        self.points_layer = None
+        self.shapes_layer = None
+        self.prefetcher = None
+        self.current_obj: int | None = None
+        self.positive = True
+        self.hidden: set[int] = set()
+        self._rendering = False
+        self._cancel = threading.Event()
+        self.runner = SerialRunner()
+        self.runner.message.connect(self._set_status)
+        self.runner.progress.connect(self._on_progress)
+        self._build_ui()
+        self._refresh_image_choices()
+        self.viewer.layers.events.inserted.connect(self._refresh_image_choices)
+        self.viewer.layers.events.removed.connect(self._refresh_image_choices)
+        self._bind_keys()
+        self.setToolTip("Keyboard shortcuts:\n" + shortcut_help())
+
+    # -- UI --------------------------------------------------------------------------------
+    def _build_ui(self) -> None:
+        layout = QVBoxLayout(self)
+
+        setup = QGroupBox("Volume and model")
+        form = QFormLayout(setup)
+        self.image_combo = QComboBox()
+        form.addRow("image", self.image_combo)
+        self.axis_combo = QComboBox()
+        self.axis_combo.addItems(AXIS_NAMES)
+        form.addRow("slice along", self.axis_combo)
+        self.model_combo = QComboBox()
+        self.model_combo.addItems(list(MODELS))
+        self.model_combo.setCurrentText(DEFAULT_MODEL)
+        form.addRow("model", self.model_combo)
+        row = QHBoxLayout()
+        self.checkpoint_edit = QLineEdit()
+        self.checkpoint_edit.setPlaceholderText("weights file (SAM models)")
+        browse = QPushButton("…")
+        browse.setFixedWidth(28)
+        browse.clicked.connect(self._browse_checkpoint)
+        row.addWidget(self.checkpoint_edit)
+        row.addWidget(browse)
+        form.addRow("checkpoint", row)
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(list(DEVICE_CHOICES))
+        form.addRow("device", self.device_combo)
+        self.start_button = QPushButton("Start segmenting")
+        self.start_button.clicked.connect(self.start)
+        form.addRow(self.start_button)
+        self.info_label = QLabel("no session")
+        self.info_label.setWordWrap(True)
+        form.addRow(self.info_label)
+        layout.addWidget(setup)
+
+        objects = QGroupBox("Objects")
+        vbox = QVBoxLayout(objects)
+        self.object_list = QListWidget()
+        self.object_list.currentItemChanged.connect(self._on_object_selected)
+        self.object_list.itemChanged.connect(self._on_object_item_changed)
+        self.object_list.itemDoubleClicked.connect(lambda item: self.rename_object())
+        vbox.addWidget(self.object_list)
+        buttons = QHBoxLayout()
+        for text, slot in (
+            ("New", self.new_object),
+            ("Rename", self.rename_object),
+            ("Lock", self.toggle_lock),
+            ("Delete", self.delete_object),
+        ):
+            button = QPushButton(text)
+            button.clicked.connect(slot)
+            buttons.addWidget(button)
+        vbox.addLayout(buttons)
+        self.polarity_button = QPushButton()
+        self.polarity_button.clicked.connect(self.toggle_polarity)
+        vbox.addWidget(self.polarity_button)
+        layout.addWidget(objects)
+
+        run = QGroupBox("Propagate and review")
+        vbox = QVBoxLayout(run)
+        row = QHBoxLayout()
+        self.propagate_button = QPushButton("Propagate")
+        self.propagate_button.clicked.connect(self.propagate)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel_propagation)
+        self.cancel_button.setEnabled(False)
+        row.addWidget(self.propagate_button)
+        row.addWidget(self.cancel_button)
+        vbox.addLayout(row)
+        self.progress = QProgressBar()
+        self.progress.setValue(0)
+        vbox.addWidget(self.progress)
+        row = QHBoxLayout()
+        undo = QPushButton("Undo")
+        undo.clicked.connect(self.undo)
+        redo = QPushButton("Redo")
+        redo.clicked.connect(self.redo)
+        row.addWidget(undo)
+        row.addWidget(redo)
+        vbox.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("weak below"))
+        self.threshold_spin = QDoubleSpinBox()
+        self.threshold_spin.setRange(0.0, 1.0)
+        self.threshold_spin.setSingleStep(0.05)
+        self.threshold_spin.setValue(0.7)
+        self.threshold_spin.valueChanged.connect(lambda _: self._update_confidence())
+        row.addWidget(self.threshold_spin)
+        prev_weak = QPushButton("◀ weak")
+        prev_weak.clicked.connect(self.previous_weak)
+        next_weak = QPushButton("weak ▶")
+        next_weak.clicked.connect(self.next_weak)
+        row.addWidget(prev_weak)
+        row.addWidget(next_weak)
+        vbox.addLayout(row)
+        self.confidence_label = QLabel("")
+        self.confidence_label.setWordWrap(True)
+        vbox.addWidget(self.confidence_label)
+        save = QPushButton("Save labels…")
+        save.clicked.connect(self.save_dialog)
+        vbox.addWidget(save)
+        layout.addWidget(run)
+
+        self.status_label = QLabel("pick an image and press Start")
+        self.status_label.setWordWrap(True)
+        layout.addWidget(self.status_label)
+        layout.addStretch(1)
+        self._update_polarity_button()
+
+    def _bind_keys(self) -> None:
+        for key, (_, method) in SHORTCUTS.items():
+            action = getattr(self, method)
+            self.viewer.bind_key(key, lambda viewer, action=action: action(), overwrite=True)
+
+    def _refresh_image_choices(self, event: Any = None) -> None:
+        from napari.layers import Image
+
+        current = self.image_combo.currentText()
+        names = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
+        self.image_combo.blockSignals(True)
+        self.image_combo.clear()
+        self.image_combo.addItems(names)
+        active = self.viewer.layers.selection.active
+        if current in names:
+            self.image_combo.setCurrentText(current)
+        elif active is not None and active.name in names:
+            self.image_combo.setCurrentText(active.name)
+        self.image_combo.blockSignals(False)
+
+    def _browse_checkpoint(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Model weights", "", "PyTorch weights (*.pth *.pt);;All files (*)"
+        )
+        if path:
+            self.checkpoint_edit.setText(path)
+
+    def _set_status(self, text: str) -> None:
+        self.status_label.setText(text)
+
+    def _on_progress(self, done: int, total: int) -> None:
+        self.progress.setMaximum(max(total, 1))
+        self.progress.setValue(done)
+        self._set_status(f"propagating: {done}/{total} slices")
+
+    def _error(self, exc: BaseException) -> None:
+        message = str(exc) if isinstance(exc, SliceSamError) else f"{type(exc).__name__}: {exc}"
+        self._set_status(f"error: {message}")
+        from napari.utils.notifications import show_error
+
+        show_error(message)
+        self._render()
+
+    # -- session ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start a session on the chosen image layer (the model loads in the background)."""
+        from napari.layers import Image
+
+        name = self.image_combo.currentText()
+        if not name or name not in self.viewer.layers:
+            self._set_status("no image layer: open a volume first (File > Open, or a sample)")
+            return
+        layer = self.viewer.layers[name]
+        if not isinstance(layer, Image) or layer.ndim != 3 or layer.rgb:
+            self._set_status(f"layer {name!r} is not a 3D grey image")
+            return
+        self.close_session()
+        self.image_layer = layer
+        self.axes = AxisMap(self.axis_combo.currentIndex())
+        volume = layer.metadata.get(VOLUME_KEY)
+        if not isinstance(volume, Volume) or volume.data.shape != layer.data.shape:
+            volume = Volume(data=np.asarray(layer.data), spacing=tuple(layer.scale))
+        self.volume = volume
+        window = tuple(float(v) for v in layer.contrast_limits)
+        labels = np.zeros(volume.data.shape, dtype=np.uint16)
+        session_volume = Volume(
+            data=self.axes.view(volume.data),
+            spacing=self.axes.spacing(volume.spacing),
+            modality=volume.modality,
+            unit=volume.unit,
+        )
+        model, device = self.model_combo.currentText(), self.device_combo.currentText()
+        checkpoint = self.checkpoint_edit.text().strip() or None
+        self.start_button.setEnabled(False)
+        self._set_status(f"loading {model}…")
+
+        def job():
+            from slicesam.engine.session import Session
+
+            return Session(
+                session_volume,
+                model=model,
+                checkpoint=checkpoint,
+                device=device,
+                window=window,
+                labels=self.axes.view(labels),
+            )
+
+        def done(session: Session) -> None:
+            self.start_button.setEnabled(True)
+            self._attach(session, labels)
+
+        def failed(exc: BaseException) -> None:
+            self.start_button.setEnabled(True)
+            self._error(exc)
+
+        self.runner.submit(job, done, failed)
+
+    def _attach(self, session: Session, labels: np.ndarray) -> None:
+        from slicesam.engine.prefetch import Prefetcher
+
+        self.session = session
+        layer = self.image_layer
+        common: dict[str, Any] = {"scale": layer.scale, "translate": layer.translate}
+        if getattr(layer, "units", None) is not None:
+            common["units"] = layer.units
+        metadata = {VOLUME_KEY: self.volume}
+        if PATH_KEY in layer.metadata:
+            metadata[PATH_KEY] = layer.metadata[PATH_KEY]
+        self.labels_layer = self.viewer.add_labels(
+            labels, name=f"{layer.name} labels", metadata=metadata, **common
+        )
+        self._cyclic_colormap = self.labels_layer.colormap
+        size = max(2.0, max(self.volume.data.shape[1:]) / 60)
+        self.points_layer = self.viewer.add_points(
+            np.empty((0, 3)),
+            ndim=3,
+            name=f"{layer.name} clicks",
+            size=size,
+            features={"positive": np.zeros(0, bool), "object": np.zeros(0, int)},
+            face_color=POSITIVE_COLOR,
+            border_color="white",
+            **common,
+        )
+        self.shapes_layer = self.viewer.add_shapes(
+            ndim=3,
+            name=f"{layer.name} boxes",
+            edge_width=max(1.0, size / 3),
+            edge_color="yellow",
+            face_color="transparent",
+            **common,
+        )
+        self.points_layer.events.data.connect(self._on_points_data)
+        self.shapes_layer.events.data.connect(self._on_shapes_data)
+        self.labels_layer.events.paint.connect(self._on_paint)
+        self.viewer.dims.order = self.axes.perm
+        self.viewer.dims.events.current_step.connect(self._on_step)
+        self.prefetcher = Prefetcher(
+            session.embed,
+            session.cache.__contains__,
+            session.shape[0],
+            radius=8,
+            on_status=self.runner.message.emit,
+        )
+        self._on_step()
+        self.viewer.layers.selection.active = self.shapes_layer
+        self.shapes_layer.mode = "add_rectangle"
+        model = session.model
+        self.info_label.setText(
+            f"{model.name} · {model.device} · window {session.window[0]:g}…{session.window[1]:g}"
+        )
+        self.new_object()
+        self._set_status("draw a box (or click) on the object")
+
+    def close_session(self) -> None:
+        """Stop background work of the current session (its layers stay)."""
+        if self.prefetcher is not None:
+            self.prefetcher.stop(timeout=0)
+            self.prefetcher = None
+        if self.session is not None:
+            self.viewer.dims.events.current_step.disconnect(self._on_step)
+        self.session = None
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        self.close_session()
+        self.runner.shutdown()
+        super().closeEvent(event)
+
+    @property
+    def busy(self) -> bool:
+        """True while a job (model load, segmentation, propagation) is running."""
+        return self.runner.busy
+
+    def current_slice(self) -> int:
+        return int(self.viewer.dims.current_step[self.axes.axis])
+
+    def _on_step(self, event: Any = None) -> None:
+        if self.prefetcher is not None and self.session is not None:
+            self.prefetcher.request(self.current_slice())
+            z = self.current_slice()
+            if z not in self.session.cache:
+                self._set_status(f"embedding slice {z}…")
+
+    def _require_session(self) -> Session | None:
+        if self.session is None:
+            self._set_status("press Start first")
+        return self.session
+
+    def _run(self, job, label: str) -> None:
+        """Run a session action in the worker, then repaint."""
+        session = self._require_session()
+        if session is None:
+            return
+        self._set_status(label + "…")
+
+        def wrapped():
+            session.sync_external_edits()
+            return job(session)
+
+        def done(result) -> None:
+            self._render()
+            self._set_status(label + ": done")
+
+        self.runner.submit(wrapped, done, self._error)
+
+    # -- objects ---------------------------------------------------------------------------
+    def new_object(self, name: str | None = None) -> None:
+        session = self._require_session()
+        if session is None:
+            return
+        self.current_obj = session.new_object(name)
+        self._render()
+
+    def rename_object(self) -> None:
+        session = self._require_session()
+        if session is None or self.current_obj is None:
+            return
+        old = session.objects[self.current_obj].name
+        text, ok = QInputDialog.getText(self, "Rename object", "name", text=old)
+        if ok and text.strip():
+            session.rename_object(self.current_obj, text.strip())
+            self._render()
+
+    def toggle_lock(self) -> None:
+        session = self._require_session()
+        if session is None or self.current_obj is None:
+            return
+        session.lock_object(self.current_obj, not session.objects[self.current_obj].locked)
+        self._render()
+
+    def delete_object(self) -> None:
+        session = self._require_session()
+        if session is None or self.current_obj is None:
+            return
+        obj = self.current_obj
+        self._run(lambda s: s.delete_object(obj), f"delete object {obj}")
+        self.current_obj = None
+
+    def select_object(self, obj: int) -> None:
+        self.current_obj = obj
+        if self.labels_layer is not None:
+            self.labels_layer.selected_label = obj
+        self._render_objects()
+        self._update_confidence()
+
+    def _on_object_selected(self, item: QListWidgetItem | None, previous: Any = None) -> None:
+        if item is not None and not self._rendering:
+            self.select_object(int(item.data(Qt.ItemDataRole.UserRole)))
+
+    def _on_object_item_changed(self, item: QListWidgetItem) -> None:
+        if self._rendering:
+            return
+        obj = int(item.data(Qt.ItemDataRole.UserRole))
+        visible = item.checkState() == Qt.CheckState.Checked
+        if visible:
+            self.hidden.discard(obj)
+        else:
+            self.hidden.add(obj)
+        self._apply_visibility()
+
+    def _apply_visibility(self) -> None:
+        from napari.utils.colormaps import DirectLabelColormap
+
+        layer = self.labels_layer
+        if layer is None or self.session is None:
+            return
+        if not self.hidden:
+            layer.colormap = self._cyclic_colormap
+            return
+        colors: dict[int | None, Any] = {None: "transparent", 0: "transparent"}
+        for obj in self.session.objects:
+            rgba = np.asarray(self._cyclic_colormap.map(np.array([obj]))).reshape(-1)
+            colors[obj] = np.zeros(4) if obj in self.hidden else rgba
+        layer.colormap = DirectLabelColormap(color_dict=colors)
+
+    # -- prompts ---------------------------------------------------------------------------
+    def toggle_polarity(self) -> None:
+        self.positive = not self.positive
+        self._update_polarity_button()
+
+    def _update_polarity_button(self) -> None:
+        sign = "positive (adds)" if self.positive else "negative (removes)"
+        self.polarity_button.setText(f"next click: {sign}  [Shift+T]")
+        if self.points_layer is not None:
+            color = POSITIVE_COLOR if self.positive else NEGATIVE_COLOR
+            self.points_layer.selected_data = set()  # else the colour applies to the selection
+            self.points_layer.current_face_color = color
+            self.points_layer.feature_defaults["positive"] = self.positive
+
+    def _target_object(self) -> int | None:
+        session = self.session
+        if session is None:
+            return None
+        if self.current_obj is None or self.current_obj not in session.objects:
+            self.current_obj = session.new_object()
+        return self.current_obj
+
+    def _on_points_data(self, event: Any) -> None:
+        if self._rendering or getattr(event, "action", None) != "added":
+            return
+        obj = self._target_object()
+        if obj is None:
+            return
+        for index in sorted(event.data_indices):
+            z, y, x = self.axes.to_session(self.points_layer.data[index])
+            z, positive = int(round(z)), self.positive
+            self._run(
+                lambda s, z=z, y=y, x=x, p=positive: s.add_point(obj, z, y, x, p),
+                f"{'+' if positive else '-'} click on slice {z}",
+            )
+
+    def _on_shapes_data(self, event: Any) -> None:
+        if self._rendering or getattr(event, "action", None) != "added":
+            return
+        obj = self._target_object()
+        if obj is None:
+            return
+        for index in sorted(event.data_indices):
+            if self.shapes_layer.shape_type[index] != "rectangle":
+                self._set_status("only rectangles are prompts for now; draw a box")
+                continue
+            corners = np.array([self.axes.to_session(v) for v in self.shapes_layer.data[index]])
+            z = int(round(corners[:, 0].mean()))
+            box = (
+                corners[:, 2].min(),
+                corners[:, 1].min(),
+                corners[:, 2].max(),
+                corners[:, 1].max(),
+            )
+            self._run(lambda s, z=z, box=box: s.add_box(obj, z, box), f"box on slice {z}")
+
+    def _on_paint(self, event: Any = None) -> None:
+        if self.session is not None:
+            self._run(lambda s: None, "brush edit")
+
+    # -- propagation, undo, review ---------------------------------------------------------
+    def propagate(self) -> None:
+        session = self._require_session()
+        if session is None or self.current_obj is None:
+            return
+        obj = self.current_obj
+        self._cancel.clear()
+        self.cancel_button.setEnabled(True)
+        self.propagate_button.setEnabled(False)
+        self.progress.setValue(0)
+
+        def job(s: Session):
+            return s.propagate(obj, progress=self.runner.progress.emit, cancel=self._cancel.is_set)
+
+        def finish(summary) -> None:
+            self.cancel_button.setEnabled(False)
+            self.propagate_button.setEnabled(True)
+            self._render()
+            self._set_status(str(summary))
+
+        def failed(exc: BaseException) -> None:
+            self.cancel_button.setEnabled(False)
+            self.propagate_button.setEnabled(True)
+            self._error(exc)
+
+        self._set_status(f"propagating object {obj}…")
+        self.runner.submit(lambda: (session.sync_external_edits(), job(session))[1], finish, failed)
+
+    def cancel_propagation(self) -> None:
+        self._cancel.set()
+
+    def undo(self) -> None:
+        self._run(lambda s: s.undo(), "undo")
+
+    def redo(self) -> None:
+        self._run(lambda s: s.redo(), "redo")
+
+    def _jump_weak(self, direction: int) -> None:
+        session = self._require_session()
+        if session is None or self.current_obj is None:
+            return
+        z = session.next_low_confidence(
+            self.current_obj, self.current_slice(), direction, self.threshold_spin.value()
+        )
+        if z is None:
+            self._set_status("no further low-confidence slice")
+            return
+        self.viewer.dims.set_current_step(self.axes.axis, z)
+
+    def next_weak(self) -> None:
+        self._jump_weak(+1)
+
+    def previous_weak(self) -> None:
+        self._jump_weak(-1)
+
+    # -- saving ----------------------------------------------------------------------------
+    def default_save_path(self) -> Path:
+        """``<source folder>/<source stem>_labels.<source format>`` (home folder if unknown)."""
+        source = self.volume.path if self.volume is not None else None
+        if source is None:
+            return Path.home() / "slicesam_labels.nii.gz"
+        name = source.name
+        for suffix in (".nii.gz", ".nii", ".tiff", ".tif"):
+            if name.lower().endswith(suffix):
+                return source.with_name(name[: -len(suffix)] + "_labels" + suffix)
+        return source.with_name(source.stem + "_labels.nii.gz")
+
+    def save(self, path: str | Path) -> Path | None:
+        """Write the labels with the source geometry; returns the path written."""
+        if self.labels_layer is None or self.volume is None:
+            self._set_status("nothing to save yet")
+            return None
+        try:
+            written = save_labels(path, np.asarray(self.labels_layer.data), like=self.volume)
+        except SliceSamError as exc:
+            self._error(exc)
+            return None
+        self._set_status(f"saved {written}")
+        return written
+
+    def save_default(self) -> None:
+        self.save(self.default_save_path())
+
+    def save_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self,
+            "Save labels",
+            str(self.default_save_path()),
+            "NIfTI or TIFF (*.nii.gz *.nii *.tif *.tiff)",
+        )
+        if path:
+            self.save(path)
+
+    # -- painting results back -------------------------------------------------------------
+    def _render(self) -> None:
+        """Bring layers and panels in line with the session (the source of truth)."""
+        session = self.session
+        if session is None or self.labels_layer is None:
+            return
+        data = self.axes.unview(session.labels)
+        if (
+            data.base is not self.labels_layer.data.base
+            or data.dtype != self.labels_layer.data.dtype
+        ):
+            self.labels_layer.data = data  # the session switched to uint32 labels
+        self.labels_layer.refresh()
+        self._render_prompts()
+        self._render_objects()
+        self._apply_visibility()
+        self._update_confidence()
+
+    def _render_prompts(self) -> None:
+        session = self.session
+        coords, positive, owner, boxes = [], [], [], []
+        for obj in session.objects.values():
+            for z, prompts in obj.prompts.items():
+                for p in prompts.points:
+                    coords.append(self.axes.to_data((z, p.y, p.x)))
+                    positive.append(p.positive)
+                    owner.append(obj.label_id)
+                if prompts.box is not None:
+                    b = prompts.box
+                    corners = [(z, b.y0, b.x0), (z, b.y0, b.x1), (z, b.y1, b.x1), (z, b.y1, b.x0)]
+                    boxes.append(np.array([self.axes.to_data(c) for c in corners]))
+        self._rendering = True
+        try:
+            layer = self.points_layer
+            layer.selected_data = set()
+            layer.data = np.array(coords).reshape(-1, 3)
+            layer.features = {"positive": np.array(positive, bool), "object": np.array(owner, int)}
+            if coords:
+                layer.face_color = [POSITIVE_COLOR if p else NEGATIVE_COLOR for p in positive]
+            self._update_polarity_button()
+            shapes = self.shapes_layer
+            mode = shapes.mode
+            shapes.selected_data = set()
+            shapes.data = []
+            if boxes:
+                shapes.add_rectangles(boxes, edge_color="yellow", face_color="transparent")
+            shapes.mode = mode
+        finally:
+            self._rendering = False
+
+    def _render_objects(self) -> None:
+        session = self.session
+        self._rendering = True
+        try:
+            self.object_list.clear()
+            for obj in session.objects.values():
+                lock = "  [locked]" if obj.locked else ""
+                item = QListWidgetItem(f"{obj.label_id} · {obj.name}{lock}")
+                item.setData(Qt.ItemDataRole.UserRole, obj.label_id)
+                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+                hidden = obj.label_id in self.hidden
+                item.setCheckState(Qt.CheckState.Unchecked if hidden else Qt.CheckState.Checked)
+                item.setToolTip("checkbox: show/hide · double-click: rename")
+                self.object_list.addItem(item)
+                if obj.label_id == self.current_obj:
+                    self.object_list.setCurrentItem(item)
+        finally:
+            self._rendering = False
+        if self.current_obj is not None and self.labels_layer is not None:
+            self.labels_layer.selected_label = self.current_obj
+
+    def _update_confidence(self) -> None:
+        session = self.session
+        if session is None or self.current_obj not in session.objects:
+            self.confidence_label.setText("")
+            return
+        conf = session.confidence(self.current_obj)
+        if not conf:
+            self.confidence_label.setText("no slices segmented yet")
+            return
+        weak = session.low_confidence_slices(self.current_obj, self.threshold_spin.value())
+        worst = sorted(conf.items(), key=lambda kv: kv[1])[:5]
+        text = (
+            f"{len(conf)} slices · mean confidence {np.mean(list(conf.values())):.2f} · "
+            f"{len(weak)} weak\nweakest: " + ", ".join(f"{z}: {c:.2f}" for z, c in worst[:4])
+        )
+        self.confidence_label.setText(text)
+
+
+def make_widget(napari_viewer: napari.viewer.Viewer) -> SliceSamWidget:
+    """npe2 widget factory."""
+    return SliceSamWidget(napari_viewer)

@@ -1,0 +1,236 @@
+"""The SliceSAM widget in a real napari viewer (PyQt6 under Xvfb), on a fake model.
+
+The end-to-end workflow with the real LiteMedSAM is in test_widget_workflow.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from slicesam._napari.widget import SHORTCUTS, SliceSamWidget
+from slicesam.io import Volume, load_volume
+
+pytestmark = [
+    pytest.mark.gui,
+    pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="napari needs an X server (Xvfb)"),
+]
+
+
+@pytest.fixture
+def fake_registry(monkeypatch, fake_model):
+    """Sessions started by the widget get the deterministic fake model."""
+    import slicesam.models.registry as registry
+
+    monkeypatch.setattr(registry, "load_model", lambda *a, **k: fake_model)
+    return fake_model
+
+
+@pytest.fixture
+def started(make_napari_viewer, qtbot, two_balls, fake_registry):
+    vol, a, b = two_balls
+    viewer = make_napari_viewer(show=True)
+    volume = Volume(data=vol, spacing=(2.0, 1.0, 1.0))
+    viewer.add_image(vol, name="balls", scale=(2.0, 1.0, 1.0), metadata={"slicesam_volume": volume})
+    widget = SliceSamWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.start()
+    qtbot.waitUntil(lambda: widget.session is not None, timeout=20000)
+    return viewer, widget, a, b
+
+
+def wait(qtbot, widget, timeout=30000):
+    qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
+
+
+def add_box(widget, z, x0, y0, x1, y1, axes=(0, 1, 2)):
+    corners = [(z, y0, x0), (z, y0, x1), (z, y1, x1), (z, y1, x0)]
+    data = np.array([widget.axes.to_data(c) for c in corners], float)
+    widget.shapes_layer.add_rectangles(data)
+
+
+def test_start_creates_layers_with_the_image_scale(started):
+    viewer, widget, *_ = started
+    for layer in (widget.labels_layer, widget.points_layer, widget.shapes_layer):
+        assert layer.name.startswith("balls ")
+        assert np.allclose(layer.scale, (2.0, 1.0, 1.0))
+    assert widget.labels_layer.data is not None and not widget.labels_layer.data.any()
+    assert widget.current_obj == 1
+    assert widget.object_list.count() == 1
+    assert "fake" in widget.info_label.text()
+
+
+def test_box_segments_at_once_and_undo_removes_it(started, qtbot):
+    viewer, widget, a, _ = started
+    ys, xs = np.nonzero(a[10])
+    add_box(widget, 10, xs.min() - 1, ys.min() - 1, xs.max() + 1, ys.max() + 1)
+    wait(qtbot, widget)
+    assert np.array_equal(widget.labels_layer.data[10] == 1, a[10])
+    assert len(widget.shapes_layer.data) == 1
+    widget.undo()
+    wait(qtbot, widget)
+    assert not widget.labels_layer.data.any()
+    assert len(widget.shapes_layer.data) == 0  # the box went with the action
+    widget.redo()
+    wait(qtbot, widget)
+    assert np.array_equal(widget.labels_layer.data[10] == 1, a[10])
+
+
+def test_positive_and_negative_clicks(started, qtbot):
+    viewer, widget, a, b = started
+    widget.points_layer.add([[8, 20, 18]])
+    wait(qtbot, widget)
+    assert np.array_equal(widget.labels_layer.data[8] == 1, a[8])
+    widget.toggle_polarity()
+    assert "negative" in widget.polarity_button.text()
+    widget.points_layer.add([[8, 20, 18]])
+    wait(qtbot, widget)
+    assert not (widget.labels_layer.data[8] == 1).any()
+    colors = widget.points_layer.face_color
+    assert len(colors) == 2 and colors[0][1] > colors[0][0] and colors[1][0] > colors[1][1]
+
+
+def test_propagate_fills_the_volume_with_progress(started, qtbot):
+    viewer, widget, a, _ = started
+    widget.points_layer.add([[10, 20, 18]])
+    wait(qtbot, widget)
+    widget.propagate()
+    wait(qtbot, widget)
+    assert widget.progress.value() == widget.progress.maximum()
+    got = widget.labels_layer.data == 1
+    assert 2 * (got & a).sum() / (got.sum() + a.sum()) > 0.99
+    assert "slices written" in widget.status_label.text()
+    assert "mean confidence" in widget.confidence_label.text()
+
+
+def test_cancel_leaves_no_half_written_object(started, qtbot):
+    viewer, widget, a, _ = started
+    widget.points_layer.add([[10, 20, 18]])
+    wait(qtbot, widget)
+    before = widget.labels_layer.data.copy()
+    widget._cancel.set()  # as if Cancel was pressed before the first slice
+    session = widget.session
+    summary = session.propagate(1, cancel=widget._cancel.is_set)
+    assert summary.cancelled and np.array_equal(widget.labels_layer.data, before)
+
+
+def test_objects_new_rename_lock_hide_delete(started, qtbot, monkeypatch):
+    viewer, widget, a, b = started
+    widget.new_object()
+    assert widget.current_obj == 2 and widget.object_list.count() == 2
+    from qtpy.QtWidgets import QInputDialog
+
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("kidney", True))
+    widget.rename_object()
+    assert widget.session.objects[2].name == "kidney"
+    assert "kidney" in widget.object_list.item(1).text()
+    widget.toggle_lock()
+    widget.points_layer.add([[8, 24, 46]])
+    wait(qtbot, widget)
+    assert "locked" in widget.status_label.text()
+    assert not widget.labels_layer.data.any()
+    widget.toggle_lock()
+    widget.points_layer.add([[8, 24, 46]])
+    wait(qtbot, widget)
+    assert (widget.labels_layer.data[8] == 2).any()
+    from qtpy.QtCore import Qt
+
+    widget.object_list.item(1).setCheckState(Qt.CheckState.Unchecked)  # hide object 2
+    assert 2 in widget.hidden
+    assert widget.labels_layer.colormap.map(np.array([2]))[0][3] == 0
+    widget.object_list.item(1).setCheckState(Qt.CheckState.Checked)
+    assert widget.labels_layer.colormap.map(np.array([2]))[0][3] > 0
+    widget.delete_object()
+    wait(qtbot, widget)
+    assert not (widget.labels_layer.data == 2).any()
+    assert widget.object_list.count() == 1
+
+
+def test_painting_is_respected_by_the_session(started, qtbot):
+    viewer, widget, a, _ = started
+    widget.points_layer.add([[10, 20, 18]])
+    wait(qtbot, widget)
+    layer = widget.labels_layer
+    layer.selected_label = 1
+    # napari's brush: data_setitem records history and emits the paint event
+    layer.data_setitem((np.array([12, 12]), np.array([0, 0]), np.array([0, 1])), 1)
+    wait(qtbot, widget)
+    assert widget.session.objects[1].source[12] == "user"
+    widget.propagate()
+    wait(qtbot, widget)
+    assert layer.data[12, 0, 0] == 1 and not (layer.data[12] == 1)[a[12]].any()
+
+
+def test_coronal_slicing_maps_prompts(make_napari_viewer, qtbot, two_balls, fake_registry):
+    vol, a, _ = two_balls
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(vol, name="balls")
+    widget = SliceSamWidget(viewer)
+    widget.axis_combo.setCurrentIndex(1)  # slice along y
+    widget.start()
+    qtbot.waitUntil(lambda: widget.session is not None, timeout=20000)
+    assert viewer.dims.order[0] == 1
+    y = 20
+    plane = a[:, y, :]  # (z, x)
+    zs, xs = np.nonzero(plane)
+    add_box(widget, y, xs.min() - 1, zs.min() - 1, xs.max() + 1, zs.max() + 1)
+    wait(qtbot, widget)
+    assert np.array_equal(widget.labels_layer.data[:, y, :] == 1, plane)
+    assert not np.delete(widget.labels_layer.data, y, axis=1).any()
+
+
+def test_weak_slice_navigation(started, qtbot):
+    viewer, widget, a, _ = started
+    widget.points_layer.add([[10, 20, 18]])
+    wait(qtbot, widget)
+    widget.propagate()
+    wait(qtbot, widget)
+    widget.threshold_spin.setValue(0.95)  # every fake confidence (0.9) is "weak"
+    viewer.dims.set_current_step(0, 10)
+    widget.next_weak()
+    assert viewer.dims.current_step[0] == 11
+    widget.previous_weak()
+    widget.previous_weak()
+    assert viewer.dims.current_step[0] == 9
+
+
+def test_save_next_to_the_source_and_reopen(make_napari_viewer, qtbot, tmp_path, fake_registry):
+    import nibabel as nib
+
+    data = np.full((6, 20, 24), -1000, np.int16)
+    data[1:5, 5:15, 6:18] = 60
+    path = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(data.T.copy(), np.diag([-0.8, -0.8, 2.0, 1.0])), path)
+    viewer = make_napari_viewer(show=True)
+    from slicesam._napari.reader import get_reader
+
+    for layer_data in get_reader(str(path))(str(path)):
+        viewer._add_layer_from_data(*layer_data)
+    widget = SliceSamWidget(viewer)
+    widget.start()
+    qtbot.waitUntil(lambda: widget.session is not None, timeout=20000)
+    add_box(widget, 2, 5, 4, 19, 16)
+    wait(qtbot, widget)
+    assert widget.default_save_path() == tmp_path / "scan_labels.nii.gz"
+    written = widget.save(widget.default_save_path())
+    back = load_volume(written)
+    assert np.array_equal(back.data, widget.labels_layer.data)
+    assert np.array_equal(nib.load(written).affine, nib.load(path).affine)
+    assert "saved" in widget.status_label.text()
+
+
+def test_shortcuts_are_bound_and_documented(started):
+    viewer, widget, *_ = started
+    for key in SHORTCUTS:
+        assert key in widget.toolTip()
+    assert all(hasattr(widget, method) for _, method in SHORTCUTS.values())
+
+
+def test_widget_module_does_not_import_torch():
+    code = "import slicesam._napari.widget, sys; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
