@@ -23,13 +23,19 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet ".[test]"
 	@touch $(STAMP)
 
-# Xvfb: napari draws only with an X server; GUI tests run under xvfb-run.
+# Xvfb and the X/OpenGL libraries Qt's xcb platform needs: napari draws only with an X server,
+# so GUI tests run under xvfb-run. Installed with apt-get when missing and we are root.
+GUI_DEBS := xvfb xauth libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 \
+	libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-xinerama0 libxcb-xfixes0 \
+	libxcb-shape0 libgl1 libegl1 libfontconfig1 libdbus-1-3
 xvfb:
-	@command -v xvfb-run >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing xvfb"; (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	      apt-get install -y -qq xvfb xauth >/dev/null) || echo "warning: could not install xvfb"; \
-	  else echo "warning: xvfb-run not found; GUI tests will be skipped"; fi; }
+	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = "0" ]; then \
+	  missing=$$(for p in $(GUI_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  if [ -n "$$missing" ]; then echo "installing $$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing \
+	      >/dev/null) || echo "warning: could not install $$missing"; fi; \
+	elif ! command -v xvfb-run >/dev/null 2>&1; then \
+	  echo "warning: xvfb-run not found; GUI tests are skipped without a display"; fi
 
 setup: $(STAMP)
 
