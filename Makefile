@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.deps-stamp
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: setup install xvfb demo test test-fast lint format clean
+.PHONY: setup install xvfb demo test test-fast lint format clean screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,3 +64,7 @@ format:
 
 clean:
 	rm -rf $(VENV) build dist demo_output .pytest_cache
+
+# README screenshots of the real viewer (Xvfb), written to docs/images/.
+screenshots: install xvfb
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python docs/make_screenshots.py
