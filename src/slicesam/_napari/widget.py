@@ -47,6 +47,15 @@ from qtpy.QtWidgets import (
 
 from slicesam._napari.axes import AXIS_NAMES, AxisMap
 from slicesam._napari.jobs import SerialRunner
+from slicesam._napari.layers import (
+    NEGATIVE_COLOR,
+    POSITIVE_COLOR,
+    add_session_layers,
+    draw_prompts,
+    prompt_geometry,
+    rectangle_to_box,
+    visibility_colormap,
+)
 from slicesam._napari.reader import PATH_KEY, VOLUME_KEY
 from slicesam.errors import SliceSamError
 from slicesam.io import Volume, save_labels
@@ -58,8 +67,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from slicesam.engine.session import Session
 
-POSITIVE_COLOR = "lime"
-NEGATIVE_COLOR = "red"
 
 SHORTCUTS = {
     "Shift-T": ("toggle positive / negative click", "toggle_polarity"),
@@ -323,35 +330,12 @@ class SliceSamWidget(QWidget):
 
         self.session = session
         layer = self.image_layer
-        common: dict[str, Any] = {"scale": layer.scale, "translate": layer.translate}
-        if getattr(layer, "units", None) is not None:
-            common["units"] = layer.units
         metadata = {VOLUME_KEY: self.volume}
         if PATH_KEY in layer.metadata:
             metadata[PATH_KEY] = layer.metadata[PATH_KEY]
-        self.labels_layer = self.viewer.add_labels(
-            labels, name=f"{layer.name} labels", metadata=metadata, **common
-        )
-        self._cyclic_colormap = self.labels_layer.colormap
-        size = max(2.0, max(self.volume.data.shape[1:]) / 60)
-        self.points_layer = self.viewer.add_points(
-            np.empty((0, 3)),
-            ndim=3,
-            name=f"{layer.name} clicks",
-            size=size,
-            features={"positive": np.zeros(0, bool), "object": np.zeros(0, int)},
-            face_color=POSITIVE_COLOR,
-            border_color="white",
-            **common,
-        )
-        self.shapes_layer = self.viewer.add_shapes(
-            ndim=3,
-            name=f"{layer.name} boxes",
-            edge_width=max(1.0, size / 3),
-            edge_color="yellow",
-            face_color="transparent",
-            **common,
-        )
+        layers = add_session_layers(self.viewer, layer, labels, metadata)
+        self.labels_layer, self.points_layer = layers.labels, layers.points
+        self.shapes_layer, self._cyclic_colormap = layers.shapes, layers.cyclic_colormap
         self.points_layer.events.data.connect(self._on_points_data)
         self.shapes_layer.events.data.connect(self._on_shapes_data)
         self.labels_layer.events.paint.connect(self._on_paint)
@@ -481,19 +465,10 @@ class SliceSamWidget(QWidget):
         self._apply_visibility()
 
     def _apply_visibility(self) -> None:
-        from napari.utils.colormaps import DirectLabelColormap
-
-        layer = self.labels_layer
-        if layer is None or self.session is None:
-            return
-        if not self.hidden:
-            layer.colormap = self._cyclic_colormap
-            return
-        colors: dict[int | None, Any] = {None: "transparent", 0: "transparent"}
-        for obj in self.session.objects:
-            rgba = np.asarray(self._cyclic_colormap.map(np.array([obj]))).reshape(-1)
-            colors[obj] = np.zeros(4) if obj in self.hidden else rgba
-        layer.colormap = DirectLabelColormap(color_dict=colors)
+        if self.labels_layer is not None and self.session is not None:
+            self.labels_layer.colormap = visibility_colormap(
+                self._cyclic_colormap, self.session.objects, self.hidden
+            )
 
     # -- prompts ---------------------------------------------------------------------------
     def toggle_polarity(self) -> None:
@@ -541,14 +516,7 @@ class SliceSamWidget(QWidget):
             if self.shapes_layer.shape_type[index] != "rectangle":
                 self._set_status("only rectangles are prompts for now; draw a box")
                 continue
-            corners = np.array([self.axes.to_session(v) for v in self.shapes_layer.data[index]])
-            z = int(round(corners[:, 0].mean()))
-            box = (
-                corners[:, 2].min(),
-                corners[:, 1].min(),
-                corners[:, 2].max(),
-                corners[:, 1].max(),
-            )
+            z, box = rectangle_to_box(self.shapes_layer.data[index], self.axes)
             self._run(lambda s, z=z, box=box: s.add_box(obj, z, box), f"box on slice {z}")
 
     def _on_paint(self, event: Any = None) -> None:
@@ -667,34 +635,11 @@ class SliceSamWidget(QWidget):
         self._update_confidence()
 
     def _render_prompts(self) -> None:
-        session = self.session
-        coords, positive, owner, boxes = [], [], [], []
-        for obj in session.objects.values():
-            for z, prompts in obj.prompts.items():
-                for p in prompts.points:
-                    coords.append(self.axes.to_data((z, p.y, p.x)))
-                    positive.append(p.positive)
-                    owner.append(obj.label_id)
-                if prompts.box is not None:
-                    b = prompts.box
-                    corners = [(z, b.y0, b.x0), (z, b.y0, b.x1), (z, b.y1, b.x1), (z, b.y1, b.x0)]
-                    boxes.append(np.array([self.axes.to_data(c) for c in corners]))
+        geometry = prompt_geometry(self.session.objects.values(), self.axes)
         self._rendering = True
         try:
-            layer = self.points_layer
-            layer.selected_data = set()
-            layer.data = np.array(coords).reshape(-1, 3)
-            layer.features = {"positive": np.array(positive, bool), "object": np.array(owner, int)}
-            if coords:
-                layer.face_color = [POSITIVE_COLOR if p else NEGATIVE_COLOR for p in positive]
+            draw_prompts(self.points_layer, self.shapes_layer, geometry)
             self._update_polarity_button()
-            shapes = self.shapes_layer
-            mode = shapes.mode
-            shapes.selected_data = set()
-            shapes.data = []
-            if boxes:
-                shapes.add_rectangles(boxes, edge_color="yellow", face_color="transparent")
-            shapes.mode = mode
         finally:
             self._rendering = False
 
