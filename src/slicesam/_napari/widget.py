@@ -81,6 +81,16 @@ SHORTCUTS = {
 }
 
 
+def button_row(buttons: list[tuple[str, Any]]) -> QHBoxLayout:
+    """A row of push buttons, each connected to its slot."""
+    row = QHBoxLayout()
+    for text, slot in buttons:
+        button = QPushButton(text)
+        button.clicked.connect(lambda checked=False, slot=slot: slot())
+        row.addWidget(button)
+    return row
+
+
 def shortcut_help() -> str:
     return "\n".join(f"{key:8s} {text}" for key, (text, _) in SHORTCUTS.items())
 
@@ -160,17 +170,16 @@ class SliceSamWidget(QWidget):
         self.object_list.itemChanged.connect(self._on_object_item_changed)
         self.object_list.itemDoubleClicked.connect(lambda item: self.rename_object())
         vbox.addWidget(self.object_list)
-        buttons = QHBoxLayout()
-        for text, slot in (
-            ("New", self.new_object),
-            ("Rename", self.rename_object),
-            ("Lock", self.toggle_lock),
-            ("Delete", self.delete_object),
-        ):
-            button = QPushButton(text)
-            button.clicked.connect(slot)
-            buttons.addWidget(button)
-        vbox.addLayout(buttons)
+        vbox.addLayout(
+            button_row(
+                [
+                    ("New", self.new_object),
+                    ("Rename", self.rename_object),
+                    ("Lock", self.toggle_lock),
+                    ("Delete", self.delete_object),
+                ]
+            )
+        )
         self.polarity_button = QPushButton()
         self.polarity_button.clicked.connect(self.toggle_polarity)
         vbox.addWidget(self.polarity_button)
@@ -190,14 +199,7 @@ class SliceSamWidget(QWidget):
         self.progress = QProgressBar()
         self.progress.setValue(0)
         vbox.addWidget(self.progress)
-        row = QHBoxLayout()
-        undo = QPushButton("Undo")
-        undo.clicked.connect(self.undo)
-        redo = QPushButton("Redo")
-        redo.clicked.connect(self.redo)
-        row.addWidget(undo)
-        row.addWidget(redo)
-        vbox.addLayout(row)
+        vbox.addLayout(button_row([("Undo", self.undo), ("Redo", self.redo)]))
         row = QHBoxLayout()
         row.addWidget(QLabel("weak below"))
         self.threshold_spin = QDoubleSpinBox()
@@ -206,12 +208,7 @@ class SliceSamWidget(QWidget):
         self.threshold_spin.setValue(0.7)
         self.threshold_spin.valueChanged.connect(lambda _: self._update_confidence())
         row.addWidget(self.threshold_spin)
-        prev_weak = QPushButton("◀ weak")
-        prev_weak.clicked.connect(self.previous_weak)
-        next_weak = QPushButton("weak ▶")
-        next_weak.clicked.connect(self.next_weak)
-        row.addWidget(prev_weak)
-        row.addWidget(next_weak)
+        row.addLayout(button_row([("◀ weak", self.previous_weak), ("weak ▶", self.next_weak)]))
         vbox.addLayout(row)
         self.confidence_label = QLabel("")
         self.confidence_label.setWordWrap(True)
