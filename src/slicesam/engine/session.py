@@ -274,6 +274,8 @@ class Session:
     def add_box(self, obj: int, z: int, box: tuple[float, float, float, float]) -> np.ndarray:
         """Segment ``obj`` on slice ``z`` from a box; the slice becomes an anchor.
 
+        A new box replaces the object's earlier prompts (box and clicks) on that slice.
+
         Args:
             obj: label id from :meth:`new_object`.
             z: slice index.
