@@ -14,7 +14,8 @@ class FakeModel:
 
     ``embed`` keeps the windowed slice; ``predict`` segments bright pixels (> 127): inside the
     box when one is given, else the bright connected component under the positive clicks, minus
-    the components under negative clicks. The score is 0.9 for a non-empty mask, 0.1 otherwise.
+    the components under negative clicks. The score is 0.9 for a non-empty mask (0.6 when a box
+    cuts through the object: its mask touches the box's border), 0.1 for an empty one.
     """
 
     input_scale_ref = 64
@@ -55,6 +56,11 @@ class FakeModel:
                     mask = mask | (comps == c) if lab else mask & (comps != c)
         k = 3 if multimask else 1
         score = 0.9 if mask.any() else 0.1
+        if box is not None and mask.any():
+            inner = np.zeros_like(mask)
+            inner[y0 + 1 : y1, x0 + 1 : x1] = True
+            if (mask & ~inner).any():
+                score = 0.6
         return Prediction(
             np.repeat(mask[None], k, axis=0),
             np.full(k, score, dtype=np.float32),

