@@ -39,7 +39,7 @@ def started(make_napari_viewer, qtbot, two_balls, fake_registry):
     widget = SliceSamWidget(viewer)
     viewer.window.add_dock_widget(widget)
     widget.start()
-    qtbot.waitUntil(lambda: widget.session is not None, timeout=20000)
+    qtbot.waitUntil(lambda: widget.session is not None and not widget.busy, timeout=20000)
     return viewer, widget, a, b
 
 
@@ -121,19 +121,23 @@ def test_cancel_leaves_no_half_written_object(started, qtbot):
 def test_objects_new_rename_lock_hide_delete(started, qtbot, monkeypatch):
     viewer, widget, a, b = started
     widget.new_object()
+    wait(qtbot, widget)
     assert widget.current_obj == 2 and widget.object_list.count() == 2
     from qtpy.QtWidgets import QInputDialog
 
     monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("kidney", True))
     widget.rename_object()
+    wait(qtbot, widget)
     assert widget.session.objects[2].name == "kidney"
     assert "kidney" in widget.object_list.item(1).text()
     widget.toggle_lock()
+    wait(qtbot, widget)
     widget.points_layer.add([[8, 24, 46]])
     wait(qtbot, widget)
     assert "locked" in widget.status_label.text()
     assert not widget.labels_layer.data.any()
     widget.toggle_lock()
+    wait(qtbot, widget)
     widget.points_layer.add([[8, 24, 46]])
     wait(qtbot, widget)
     assert (widget.labels_layer.data[8] == 2).any()
@@ -172,7 +176,7 @@ def test_coronal_slicing_maps_prompts(make_napari_viewer, qtbot, two_balls, fake
     widget = SliceSamWidget(viewer)
     widget.axis_combo.setCurrentIndex(1)  # slice along y
     widget.start()
-    qtbot.waitUntil(lambda: widget.session is not None, timeout=20000)
+    qtbot.waitUntil(lambda: widget.session is not None and not widget.busy, timeout=20000)
     assert viewer.dims.order[0] == 1
     y = 20
     plane = a[:, y, :]  # (z, x)
@@ -212,7 +216,7 @@ def test_save_next_to_the_source_and_reopen(make_napari_viewer, qtbot, tmp_path,
         viewer._add_layer_from_data(*layer_data)
     widget = SliceSamWidget(viewer)
     widget.start()
-    qtbot.waitUntil(lambda: widget.session is not None, timeout=20000)
+    qtbot.waitUntil(lambda: widget.session is not None and not widget.busy, timeout=20000)
     add_box(widget, 2, 5, 4, 19, 16)
     wait(qtbot, widget)
     assert widget.default_save_path() == tmp_path / "scan_labels.nii.gz"

@@ -36,7 +36,7 @@ def test_liver_workflow_in_napari(make_napari_viewer, qtbot, tmp_path):
     viewer.window.add_dock_widget(widget)
     widget.device_combo.setCurrentText("cpu")
     widget.start()
-    qtbot.waitUntil(lambda: widget.session is not None, timeout=60000)
+    qtbot.waitUntil(lambda: widget.session is not None and not widget.busy, timeout=60000)
     assert widget.session.model.name == "litemedsam"
     assert widget.session.window == (-160.0, 240.0)  # from the layer's contrast limits
 

@@ -408,28 +408,29 @@ class SliceSamWidget(QWidget):
 
     # -- objects ---------------------------------------------------------------------------
     def new_object(self, name: str | None = None) -> None:
-        session = self._require_session()
-        if session is None:
-            return
-        self.current_obj = session.new_object(name)
-        self._render()
+        """Create an object (in the worker, after any running job) and select it."""
+        self._run(lambda s: self._select_later(s.new_object(name)), "new object")
+
+    def _select_later(self, obj: int) -> None:
+        self.current_obj = obj  # read by the GUI thread's next render
 
     def rename_object(self) -> None:
         session = self._require_session()
         if session is None or self.current_obj is None:
             return
-        old = session.objects[self.current_obj].name
+        obj = self.current_obj
+        old = session.objects[obj].name
         text, ok = QInputDialog.getText(self, "Rename object", "name", text=old)
         if ok and text.strip():
-            session.rename_object(self.current_obj, text.strip())
-            self._render()
+            self._run(lambda s: s.rename_object(obj, text.strip()), f"rename object {obj}")
 
     def toggle_lock(self) -> None:
         session = self._require_session()
         if session is None or self.current_obj is None:
             return
-        session.lock_object(self.current_obj, not session.objects[self.current_obj].locked)
-        self._render()
+        obj = self.current_obj
+        locked = not session.objects[obj].locked
+        self._run(lambda s: s.lock_object(obj, locked), f"{'lock' if locked else 'unlock'} {obj}")
 
     def delete_object(self) -> None:
         session = self._require_session()
@@ -481,40 +482,46 @@ class SliceSamWidget(QWidget):
             self.points_layer.current_face_color = color
             self.points_layer.feature_defaults["positive"] = self.positive
 
-    def _target_object(self) -> int | None:
-        session = self.session
-        if session is None:
-            return None
-        if self.current_obj is None or self.current_obj not in session.objects:
-            self.current_obj = session.new_object()
-        return self.current_obj
+    def _for_object(self, action):
+        """A job running ``action(session, obj)`` on the selected object, creating one first if
+        none is selected (inside the job, so the GUI never waits for the session's lock)."""
+
+        def job(session: Session):
+            obj = self.current_obj
+            if obj is None or obj not in session.objects:
+                obj = session.new_object()
+                self._select_later(obj)
+            return action(session, obj)
+
+        return job
+
+    def _added_items(self, event: Any) -> list[int]:
+        """Indices of items the user just added to a prompts layer (none while we redraw)."""
+        if self._rendering or self.session is None or getattr(event, "action", None) != "added":
+            return []
+        return sorted(event.data_indices)
 
     def _on_points_data(self, event: Any) -> None:
-        if self._rendering or getattr(event, "action", None) != "added":
-            return
-        obj = self._target_object()
-        if obj is None:
-            return
-        for index in sorted(event.data_indices):
+        for index in self._added_items(event):
             z, y, x = self.axes.to_session(self.points_layer.data[index])
             z, positive = int(round(z)), self.positive
             self._run(
-                lambda s, z=z, y=y, x=x, p=positive: s.add_point(obj, z, y, x, p),
+                self._for_object(
+                    lambda s, obj, z=z, y=y, x=x, p=positive: s.add_point(obj, z, y, x, p)
+                ),
                 f"{'+' if positive else '-'} click on slice {z}",
             )
 
     def _on_shapes_data(self, event: Any) -> None:
-        if self._rendering or getattr(event, "action", None) != "added":
-            return
-        obj = self._target_object()
-        if obj is None:
-            return
-        for index in sorted(event.data_indices):
+        for index in self._added_items(event):
             if self.shapes_layer.shape_type[index] != "rectangle":
                 self._set_status("only rectangles are prompts for now; draw a box")
                 continue
             z, box = rectangle_to_box(self.shapes_layer.data[index], self.axes)
-            self._run(lambda s, z=z, box=box: s.add_box(obj, z, box), f"box on slice {z}")
+            self._run(
+                self._for_object(lambda s, obj, z=z, box=box: s.add_box(obj, z, box)),
+                f"box on slice {z}",
+            )
 
     def _on_paint(self, event: Any = None) -> None:
         if self.session is not None:

@@ -173,8 +173,12 @@ class Session:
     # -- objects ----------------------------------------------------------------------------
     @property
     def objects(self) -> dict[int, SegObject]:
-        """label id -> object (a copy: change objects through the session's methods)."""
-        return {k: v.clone() for k, v in self._objects.items()}
+        """label id -> object (a copy: change objects through the session's methods).
+
+        Safe to call from another thread while the session works (the item list is taken in
+        one step).
+        """
+        return {k: v.clone() for k, v in list(self._objects.items())}
 
     def _state(self) -> dict[int, SegObject]:
         return {k: v.clone() for k, v in self._objects.items()}
