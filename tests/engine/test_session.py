@@ -396,3 +396,15 @@ def test_low_confidence_navigation(two_balls, fake_model):
     assert sess.next_low_confidence(obj, 10, +1, threshold=0.95) == 11
     assert sess.next_low_confidence(obj, 10, -1, threshold=0.95) == 9
     assert sess.next_low_confidence(obj, 10, +1, threshold=0.5) is None
+
+
+def test_sync_of_given_slices_only(two_balls, fake_model):
+    vol, a, _ = two_balls
+    sess = Session(vol, model=fake_model)
+    obj = sess.new_object()
+    sess.labels[3, 0, 0] = obj
+    sess.labels[7, 0, 0] = obj
+    assert sess.sync_external_edits(slices=[7]) == [7]
+    assert sess.objects[obj].anchors == [7]
+    assert sess.sync_external_edits() == [3]
+    assert sess.object_ids == [obj]

@@ -389,22 +389,34 @@ class SliceSamWidget(QWidget):
             self._set_status("press Start first")
         return self.session
 
-    def _run(self, job, label: str) -> None:
-        """Run a session action in the worker, then repaint."""
+    def _run(self, job, label: str, slices: list[int] | None = None, after=None) -> None:
+        """Run a session action in the worker, then repaint.
+
+        Brush edits are adopted first (napari's own Labels undo emits no event): on the given
+        ``slices`` only for prompts (the click path stays cheap), on the whole volume otherwise.
+        ``after(result)`` runs on the GUI thread once the job ended (result None on error).
+        """
         session = self._require_session()
         if session is None:
             return
         self._set_status(label + "…")
 
         def wrapped():
-            session.sync_external_edits()
+            session.sync_external_edits(slices=slices)
             return job(session)
 
         def done(result) -> None:
             self._render()
             self._set_status(label + ": done")
+            if after is not None:
+                after(result)
 
-        self.runner.submit(wrapped, done, self._error)
+        def failed(exc: BaseException) -> None:
+            self._error(exc)
+            if after is not None:
+                after(None)
+
+        self.runner.submit(wrapped, done, failed)
 
     # -- objects ---------------------------------------------------------------------------
     def new_object(self, name: str | None = None) -> None:
@@ -488,7 +500,7 @@ class SliceSamWidget(QWidget):
 
         def job(session: Session):
             obj = self.current_obj
-            if obj is None or obj not in session.objects:
+            if obj is None or obj not in session.object_ids:
                 obj = session.new_object()
                 self._select_later(obj)
             return action(session, obj)
@@ -510,6 +522,7 @@ class SliceSamWidget(QWidget):
                     lambda s, obj, z=z, y=y, x=x, p=positive: s.add_point(obj, z, y, x, p)
                 ),
                 f"{'+' if positive else '-'} click on slice {z}",
+                slices=[z],
             )
 
     def _on_shapes_data(self, event: Any) -> None:
@@ -521,11 +534,12 @@ class SliceSamWidget(QWidget):
             self._run(
                 self._for_object(lambda s, obj, z=z, box=box: s.add_box(obj, z, box)),
                 f"box on slice {z}",
+                slices=[z],
             )
 
     def _on_paint(self, event: Any = None) -> None:
         if self.session is not None:
-            self._run(lambda s: None, "brush edit")
+            self._run(lambda s: None, "brush edit")  # _run adopts the edit
 
     # -- propagation, undo, review ---------------------------------------------------------
     def propagate(self) -> None:
@@ -538,22 +552,19 @@ class SliceSamWidget(QWidget):
         self.propagate_button.setEnabled(False)
         self.progress.setValue(0)
 
-        def job(s: Session):
-            return s.propagate(obj, progress=self.runner.progress.emit, cancel=self._cancel.is_set)
-
         def finish(summary) -> None:
             self.cancel_button.setEnabled(False)
             self.propagate_button.setEnabled(True)
-            self._render()
-            self._set_status(str(summary))
+            if summary is not None:
+                self._set_status(str(summary))
 
-        def failed(exc: BaseException) -> None:
-            self.cancel_button.setEnabled(False)
-            self.propagate_button.setEnabled(True)
-            self._error(exc)
-
-        self._set_status(f"propagating object {obj}…")
-        self.runner.submit(lambda: (session.sync_external_edits(), job(session))[1], finish, failed)
+        self._run(
+            lambda s: s.propagate(
+                obj, progress=self.runner.progress.emit, cancel=self._cancel.is_set
+            ),
+            f"propagating object {obj}",
+            after=finish,
+        )
 
     def cancel_propagation(self) -> None:
         self._cancel.set()

@@ -180,6 +180,11 @@ class Session:
         """
         return {k: v.clone() for k, v in list(self._objects.items())}
 
+    @property
+    def object_ids(self) -> list[int]:
+        """Sorted label ids of the objects (no copies: cheap on the click path)."""
+        return sorted(list(self._objects))
+
     def _state(self) -> dict[int, SegObject]:
         return {k: v.clone() for k, v in self._objects.items()}
 
@@ -504,7 +509,9 @@ class Session:
             return summary
 
     # -- edits made outside the session ------------------------------------------------------------
-    def sync_external_edits(self, name: str = "paint") -> list[int]:
+    def sync_external_edits(
+        self, name: str = "paint", slices: Iterable[int] | None = None
+    ) -> list[int]:
         """Adopt changes made to :attr:`labels` behind the session's back (e.g. napari's brush).
 
         Every slice where the label volume differs from what the session last wrote becomes a
@@ -512,11 +519,21 @@ class Session:
         overwrites it; a painted label id that is not an object yet becomes one. The change is
         one undoable action.
 
+        Args:
+            name: the undo entry's name.
+            slices: compare only these slices (the whole volume when None).
+
         Returns:
             the slices that changed (empty when nothing did).
         """
         with self._lock:
-            changed = np.flatnonzero((self.labels != self._shadow).any(axis=(1, 2)))
+            if slices is None:
+                changed = np.flatnonzero((self.labels != self._shadow).any(axis=(1, 2)))
+            else:
+                zs = sorted({self._check_z(z) for z in slices})
+                changed = np.array(
+                    [z for z in zs if not np.array_equal(self.labels[z], self._shadow[z])], int
+                )
             if changed.size == 0:
                 return []
             before = self._state()
