@@ -113,6 +113,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench.runner import parse_protocols, run_benchmark
+
+    def ints(text: str | None) -> list[int] | None:
+        return [int(v) for v in text.split(",") if v.strip()] if text else None
+
+    result = run_benchmark(
+        args.data,
+        args.out,
+        model=args.model,
+        checkpoint=args.checkpoint,
+        device=args.device,
+        protocols=parse_protocols(args.protocol),
+        baselines=not args.no_baselines,
+        datasets=args.datasets.split(",") if args.datasets else None,
+        objects=ints(args.objects),
+        max_objects=args.max_objects,
+        all_objects=args.all_objects,
+        p3_clicks=args.p3_clicks,
+        p4_clicks=args.p4_clicks,
+        progress=not args.quiet,
+    )
+    from .bench.report import markdown
+
+    print(markdown(result))
+    print(f"wrote {Path(args.out) / 'bench.json'}, bench.md, bench.png ({result['seconds']} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .models.device import DEVICE_CHOICES
 
@@ -148,6 +177,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo_output", help="output folder")
     demo.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     demo.set_defaults(func=cmd_demo)
+    bench = sub.add_parser("bench", help="accuracy benchmark (../shared/BENCHMARK.md P1-P4)")
+    bench.add_argument("--data", required=True, help="folder of dataset folders (meta.json)")
+    bench.add_argument("--out", required=True, help="output folder (bench.json/.md/.png)")
+    bench.add_argument("--protocol", default=None, help="comma list of P1,P2,P3,P4 (all)")
+    bench.add_argument("--model", default="litemedsam", help="model name (slicesam models)")
+    bench.add_argument("--checkpoint", default=None, help="weights file")
+    bench.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    bench.add_argument("--datasets", default=None, help="comma list of dataset folder names")
+    bench.add_argument("--objects", default=None, help="comma list of label ids to evaluate")
+    bench.add_argument("--max-objects", type=int, default=None, help="at most N per dataset")
+    bench.add_argument("--all-objects", action="store_true", help="not only the first 10")
+    bench.add_argument("--p3-clicks", type=int, default=10)
+    bench.add_argument("--p4-clicks", type=int, default=20)
+    bench.add_argument("--no-baselines", action="store_true", help="skip MedSAM 3D and oracle")
+    bench.add_argument("--quiet", action="store_true", help="no progress bar")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

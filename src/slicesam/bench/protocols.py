@@ -1,0 +1,208 @@
+"""The accuracy protocols P1-P4 and the two reference baselines, one object at a time.
+
+Every function takes a :class:`Runner` that holds the model, one embedding cache per dataset
+(so the protocols never embed a slice twice) and the ground truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..engine.session import Session
+from ..metrics import dice, iou
+from ..models.base import SegmentationModel
+from .datasets import Dataset
+from .simulate import largest_slice, next_click_2d, next_click_3d, tight_box, z_extent
+
+#: Click counts reported for P3 (3D Dice) and P4 (2D IoU).
+P3_REPORT_AT = (0, 1, 3, 5, 10)
+P4_REPORT_AT = (1, 3, 5)
+
+
+@dataclass
+class Runner:
+    """Sessions on one dataset that share the model and one embedding cache."""
+
+    dataset: Dataset
+    model: SegmentationModel
+    session_kwargs: dict = field(default_factory=dict)
+    _base: Session | None = None
+
+    def session(self) -> Session:
+        """A fresh session on the dataset's image, reusing the dataset's embeddings."""
+        sess = Session(self.dataset.image, model=self.model, **self.session_kwargs)
+        if self._base is None:
+            self._base = sess
+        elif sess.cache.signature == self._base.cache.signature:
+            sess.cache = self._base.cache
+        return sess
+
+    def gt(self, label: int) -> np.ndarray:
+        return self.dataset.labels == label
+
+
+def _per_slice(sess: Session, obj: int, gt: np.ndarray) -> list[dict]:
+    """Per written slice: 2D Dice against the ground truth and the stored confidence."""
+    pred = sess.labels == obj
+    rows = []
+    for z, conf in sorted(sess.confidence(obj).items()):
+        rows.append({"z": int(z), "dice": dice(pred[z], gt[z]), "confidence": float(conf)})
+    return rows
+
+
+def p1_box3d(run: Runner, label: int) -> dict:
+    """P1: the 3D box's 2D extent on the middle slice of its z range, plus the range."""
+    gt = run.gt(label)
+    z0, z1 = z_extent(gt)
+    mid = (z0 + z1) // 2
+    sess = run.session()
+    obj = sess.new_object()
+    sess.add_box(obj, mid, tight_box(gt))
+    sess.propagate(obj, z_range=(z0, z1))
+    return {"dice": dice(sess.labels == obj, gt), "slices": _per_slice(sess, obj, gt)}
+
+
+def _p2_session(run: Runner, gt: np.ndarray) -> tuple[Session, int]:
+    z = largest_slice(gt)
+    sess = run.session()
+    obj = sess.new_object()
+    sess.add_box(obj, z, tight_box(gt[z]))
+    sess.propagate(obj)
+    return sess, obj
+
+
+def p2_box1(run: Runner, label: int) -> dict:
+    """P2: one tight 2D box on the largest slice, no z range."""
+    gt = run.gt(label)
+    sess, obj = _p2_session(run, gt)
+    return {"dice": dice(sess.labels == obj, gt), "slices": _per_slice(sess, obj, gt)}
+
+
+def noc(curve: list[float], threshold: float, not_reached: int) -> int:
+    """Index of the first value >= threshold (= clicks used), ``not_reached`` when none."""
+    for i, value in enumerate(curve):
+        if value >= threshold:
+            return i
+    return not_reached
+
+
+def p3_correct(
+    run: Runner, label: int, max_clicks: int = 10, on_click: Callable[[], None] | None = None
+) -> dict:
+    """P3: P2, then up to ``max_clicks`` error-driven clicks, each followed by re-propagation."""
+    gt = run.gt(label)
+    sess, obj = _p2_session(run, gt)
+    curve = [dice(sess.labels == obj, gt)]
+    clicks = []
+    for _ in range(max_clicks):
+        pred = sess.labels == obj
+        click = next_click_3d(pred, gt)
+        if click is None:
+            curve.append(curve[-1])
+            continue
+        sess.add_point(obj, click.z, click.y, click.x, click.positive)
+        sess.propagate(obj)
+        curve.append(dice(sess.labels == obj, gt))
+        clicks.append([click.z, click.y, click.x, click.positive])
+        if on_click is not None:
+            on_click()
+    return {
+        "dice_curve": curve,
+        "dice_at": {str(k): curve[k] for k in P3_REPORT_AT if k < len(curve)},
+        "noc85": noc(curve, 0.85, max_clicks + 1),
+        "noc90": noc(curve, 0.90, max_clicks + 1),
+        "clicks": clicks,
+    }
+
+
+def p4_clicks2d(run: Runner, label: int, max_clicks: int = 20) -> dict:
+    """P4: clicks only, on the largest slice, from an empty mask; 2D IoU after each click."""
+    gt3 = run.gt(label)
+    z = largest_slice(gt3)
+    gt = gt3[z]
+    sess = run.session()
+    obj = sess.new_object()
+    curve = [0.0]  # no click: empty mask
+    for _ in range(max_clicks):
+        click = next_click_2d(sess.labels[z] == obj, gt, z)
+        if click is None:
+            curve.append(curve[-1])
+            continue
+        sess.add_point(obj, z, click.y, click.x, click.positive)
+        curve.append(iou(sess.labels[z] == obj, gt))
+        if curve[-1] >= 0.9 and len(curve) > max(P4_REPORT_AT):
+            break  # every reported figure is known from here on
+    while len(curve) < max_clicks + 1:
+        curve.append(curve[-1])
+    return {
+        "z": z,
+        "iou_curve": curve,
+        "iou_at": {str(k): curve[k] for k in P4_REPORT_AT},
+        "noc85": noc(curve, 0.85, max_clicks + 1),
+        "noc90": noc(curve, 0.90, max_clicks + 1),
+    }
+
+
+def _decode(sess: Session, z: int, box) -> tuple[np.ndarray, float]:
+    pred = sess.model.predict(sess.embed(z), box=box)
+    return pred.masks[0], float(pred.scores[0])
+
+
+def baseline_medsam3d(run: Runner, label: int) -> dict:
+    """MedSAM's own 3D inference on P1's prompt (the reference every P1 figure is set against).
+
+    The middle slice gets the 3D box's 2D extent; every further slice the bounding box of the
+    previous slice's mask plus 3 model pixels, or the 3D box when that mask is empty; only
+    inside the z range.
+    """
+    gt = run.gt(label)
+    z0, z1 = z_extent(gt)
+    mid = (z0 + z1) // 2
+    box3d = tight_box(gt)
+    sess = run.session()
+    margin = 3.0 * sess.model_px
+    h, w = gt.shape[1:]
+    out = np.zeros_like(gt)
+    out[mid], _ = _decode(sess, mid, box3d)
+    for direction, end in ((1, z1), (-1, z0)):
+        prev = out[mid]
+        for z in range(mid + direction, end + direction, direction):
+            box = tight_box(prev)
+            if box is None:
+                box = box3d
+            else:
+                x0, y0, x1, y1 = box
+                box = (
+                    max(0.0, x0 - margin),
+                    max(0.0, y0 - margin),
+                    min(w - 1.0, x1 + margin),
+                    min(h - 1.0, y1 + margin),
+                )
+            out[z], _ = _decode(sess, z, box)
+            prev = out[z]
+    return {"dice": dice(out, gt)}
+
+
+def baseline_oracle(run: Runner, label: int) -> dict:
+    """The ceiling: every slice of the object prompted with its own tight ground-truth box."""
+    gt = run.gt(label)
+    sess = run.session()
+    out = np.zeros_like(gt)
+    for z in np.flatnonzero(gt.any(axis=(1, 2))):
+        out[z], _ = _decode(sess, int(z), tight_box(gt[z]))
+    return {"dice": dice(out, gt)}
+
+
+PROTOCOLS: dict[str, Callable[..., dict]] = {
+    "P1": p1_box3d,
+    "P2": p2_box1,
+    "P3": p3_correct,
+    "P4": p4_clicks2d,
+}
+BASELINES: dict[str, Callable[[Runner, int], dict]] = {
+    "medsam3d": baseline_medsam3d,
+    "oracle": baseline_oracle,
+}
