@@ -17,7 +17,7 @@ from npe2.io_utils import _read
 
 from slicesam._napari import reader as reader_mod
 from slicesam._napari import sample_data
-from slicesam._napari.reader import MAX_CHANNELS, PATH_KEY, VOLUME_KEY, get_reader
+from slicesam._napari.reader import MAX_CHANNELS, NOTE_KEY, PATH_KEY, VOLUME_KEY, get_reader
 from slicesam._napari.writer import write_labels
 from slicesam.errors import SliceSamError
 from slicesam.intensity import default_window
@@ -221,12 +221,18 @@ def test_reader_multichannel_nifti(tmp_path: Path) -> None:
     assert layers[2][1]["name"] == "dwi [c=2]"
 
 
-def test_reader_refuses_many_channels(tmp_path: Path) -> None:
+def test_reader_opens_the_first_of_many_channels_and_says_how_to_pick(tmp_path: Path) -> None:
     arr = np.zeros((3, 3, 3, MAX_CHANNELS + 1), dtype=np.int16)
+    arr[..., 0] = 5
     path = tmp_path / "fmri.nii.gz"
     nib.save(nib.Nifti1Image(arr, np.eye(4)), str(path))
-    with pytest.raises(SliceSamError, match="channel=N"):
-        get_reader(str(path))(str(path))
+    with pytest.warns(UserWarning, match="channel=N"):
+        layers = get_reader(str(path))(str(path))
+    assert len(layers) == 1
+    data, kwargs, layer_type = layers[0]
+    assert layer_type == "image" and int(data.max()) == 5
+    assert f"of {MAX_CHANNELS + 1}" in kwargs["name"]
+    assert "channel=N" in kwargs["metadata"][NOTE_KEY]
 
 
 @pytest.mark.parametrize("name", ["broken.nii.gz", "broken.nii", "broken.tif"])

@@ -92,6 +92,20 @@ CASES = {
     "sform_only": dict(affine=OBLIQUE, qform_code=0, sform_code=2),
     "nifti2": dict(affine=OBLIQUE, nifti2=True),
     "plain_nii": dict(affine=make_affine((2.0, 3.0, 4.0)), name="image.nii"),
+    # qform (scanner, code 1) and sform (MNI, code 4) disagree: nibabel uses the sform; both
+    # must survive unchanged.
+    "both_codes_differ": dict(
+        affine=make_affine((1.0, 1.2, 3.0), np.diag([-1, 1, 1]), (90, -126, -72)),
+        qform_affine=OBLIQUE,
+        qform_code=1,
+        sform_code=4,
+    ),
+    # no qform/sform: the pixdim-based (Analyze) affine, x flipped
+    "no_codes": dict(affine=make_affine((1.5, 2.0, 3.0)), qform_code=0, sform_code=0),
+    "anisotropic_extreme": dict(affine=make_affine((0.05, 0.05, 50.0), np.diag([-1, -1, 1]))),
+    "oblique_45_sagittal": dict(
+        affine=make_affine((0.7, 0.7, 6.0), rotation(45, 90) @ np.diag([1, -1, 1]), (3, 2, 1))
+    ),
 }
 
 
@@ -161,6 +175,44 @@ def test_label_round_trip_keeps_geometry_bit_for_bit(write_nifti, tmp_path, case
     np.testing.assert_array_equal(back.data, labels)
     assert back.data.dtype == np.uint16
     assert back.spacing == vol.spacing
+
+
+#: Source voxel indices (i, j, k) marked with label values 1, 2, 3 (corners and inside).
+MARKERS = ((4, 1, 2), (0, 0, 0), (6, 5, 4))
+
+
+@pytest.mark.parametrize("scaled", [False, True], ids=["unscaled", "scaled"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_marker_voxels_land_at_their_source_index(write_nifti, tmp_path, case, scaled) -> None:
+    """A voxel labelled at the place of source voxel (i, j, k) is stored at (i, j, k)."""
+    kwargs = dict(CASES[case])
+    affine = kwargs.pop("affine")
+    data = np.zeros((7, 6, 5), np.int16)
+    for value, ijk in enumerate(MARKERS, start=1):
+        data[ijk] = 100 * value
+    if scaled:
+        kwargs.update(slope=0.5, inter=-10.0)
+    src = write_nifti(data, affine, **kwargs)
+    vol = load_volume(src)
+    labels = np.zeros(vol.shape, np.uint16)
+    for value in range(1, len(MARKERS) + 1):
+        level = 100 * value * (0.5 if scaled else 1.0) - (10.0 if scaled else 0.0)
+        [zyx] = np.argwhere(vol.data == level)
+        labels[tuple(zyx)] = value
+    suffix = ".nii" if src.name.endswith(".nii") else ".nii.gz"
+    out = save_labels(tmp_path / f"labels{suffix}", labels, like=vol)
+
+    assert_same_geometry(src, out)
+    img, ref = nib.load(str(out)), nib.load(str(src))
+    assert img.header.get_zooms() == ref.header.get_zooms()
+    assert img.header.get_xyzt_units() == ref.header.get_xyzt_units()
+    assert nib.aff2axcodes(img.affine) == nib.aff2axcodes(ref.affine)
+    on_disk = np.asanyarray(img.dataobj)
+    assert on_disk.shape == data.shape
+    for value, ijk in enumerate(MARKERS, start=1):
+        assert [tuple(int(i) for i in v) for v in np.argwhere(on_disk == value)] == [ijk]
+    stored = raw_header(out)
+    assert stored["scl_slope"] == 1.0 and stored["scl_inter"] == 0.0
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32])

@@ -159,3 +159,90 @@ def test_labels_with_three_columns_are_not_rgb(tmp_path, dtype) -> None:
         assert len(tf.pages) == 4
         assert tf.pages[0].photometric == tifffile.PHOTOMETRIC.MINISBLACK
     np.testing.assert_array_equal(load_volume(out).data, labels)
+
+
+# --------------------------------------------------------------------------- calibration matrix
+
+#: (z, y, x) voxel size and the unit string as the source stores it.
+CALIBRATIONS = {
+    "um": ((0.28, 0.127, 0.127), "um"),
+    "micron_anisotropic": ((5.0, 0.1, 0.3), "micron"),
+    "imagej_mu_escape": ((2.0, 0.0123456789, 0.33333333), "\\u00B5m"),
+    "nm": ((250.0, 40.0, 40.0), "nm"),
+    "mm": ((0.5, 0.2, 0.2), "mm"),
+    "uncalibrated": ((1.0, 1.0, 1.0), None),
+}
+#: Source voxels (z, y, x) marked with label values 1, 2, 3.
+TIFF_MARKERS = ((3, 1, 2), (0, 0, 0), (4, 11, 9))
+
+
+def tags(path):
+    """The calibration a reader sees: resolution tags, ResolutionUnit, z spacing, unit text."""
+    with tifffile.TiffFile(path) as tf:
+        page = tf.pages[0]
+        if tf.is_imagej:
+            md = tf.imagej_metadata or {}
+        else:
+            md = tf.shaped_metadata[0] if tf.shaped_metadata else {}
+        return {
+            "x": page.tags["XResolution"].value,
+            "y": page.tags["YResolution"].value,
+            "resolution_unit": int(page.tags["ResolutionUnit"].value),
+            "spacing": md.get("spacing"),
+            "unit": md.get("unit"),
+        }
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32])
+@pytest.mark.parametrize("case", sorted(CALIBRATIONS))
+def test_calibration_round_trip_exact(tmp_path, case, dtype) -> None:
+    spacing, unit = CALIBRATIONS[case]
+    metadata = {"axes": "ZYX", "spacing": spacing[0]}
+    if unit is not None:
+        metadata["unit"] = unit
+    src = tmp_path / "img.tif"
+    tifffile.imwrite(
+        src, stack(), imagej=True, resolution=(1 / spacing[2], 1 / spacing[1]), metadata=metadata
+    )
+    vol = load_volume(src)
+    assert vol.spacing == pytest.approx(spacing, rel=1e-7)
+    labels = np.zeros(vol.shape, dtype)
+    for value, zyx in enumerate(TIFF_MARKERS, start=1):
+        labels[zyx] = value
+    out = save_labels(tmp_path / "labels.tif", labels, like=vol)
+
+    got, ref = tags(out), tags(src)
+    assert got["x"] == ref["x"] and got["y"] == ref["y"]  # rationals, bit for bit
+    assert got["resolution_unit"] == int(tifffile.RESUNIT.NONE)  # not the TIFF default inch
+    assert got["spacing"] == ref["spacing"]
+    assert got["unit"] == (
+        ref["unit"] if unit is not None else ("px" if dtype == np.uint32 else None)
+    )
+    stored = tifffile.imread(out)
+    assert stored.shape == labels.shape and stored.dtype == dtype
+    for value, zyx in enumerate(TIFF_MARKERS, start=1):
+        assert [tuple(int(i) for i in v) for v in np.argwhere(stored == value)] == [zyx]
+    back = load_volume(out)
+    assert back.spacing == vol.spacing and back.unit == vol.unit
+
+
+def test_ome_calibration_round_trip(tmp_path) -> None:
+    path = tmp_path / "img.ome.tif"
+    md = {"axes": "ZYX", "PhysicalSizeX": 0.2, "PhysicalSizeY": 0.3, "PhysicalSizeZ": 1.5}
+    tifffile.imwrite(path, stack(), ome=True, metadata=md)
+    vol = load_volume(path)
+    labels = np.zeros(vol.shape, np.uint16)
+    labels[TIFF_MARKERS[0]] = 5
+    back = load_volume(save_labels(tmp_path / "l.tif", labels, like=vol))
+    assert back.spacing == vol.spacing == (1.5, 0.3, 0.2)
+    assert back.unit == "um"
+    assert np.argwhere(back.data == 5).tolist() == [list(TIFF_MARKERS[0])]
+
+
+def test_non_ascii_unit_is_written_normalised(tmp_path) -> None:
+    """A source unit TIFF cannot store as ASCII ("µm" from OME) is written as "um"."""
+    vol = load_volume(write_imagej(tmp_path / "img.tif", stack()))
+    vol.geometry.unit_text = "µm"
+    out = save_labels(tmp_path / "l.tif", np.zeros(vol.shape, np.uint16), like=vol)
+    assert tags(out)["unit"] == "um"
+    assert load_volume(out).unit == "um"

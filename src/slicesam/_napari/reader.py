@@ -8,7 +8,9 @@ back with the source geometry (see :mod:`slicesam._napari.writer`).
 
 - Integer files whose name contains "label" or "seg" open as a labels layer.
 - Multichannel files (NIfTI 4th dimension, TIFF ``C``/``S``/``T`` axis) open as one image
-  layer per channel, named ``"<stem> [c=N]"`` (at most :data:`MAX_CHANNELS`).
+  layer per channel, named ``"<stem> [c=N]"``. With more than :data:`MAX_CHANNELS` channels
+  (e.g. a long time series) only channel 0 is opened, and a warning (a napari notification)
+  names the axis and says how to open another channel.
 - Unreadable files raise :class:`~slicesam.errors.SliceSamError` with a message for the user.
 
 Imports no torch, napari or Qt.
@@ -17,6 +19,7 @@ Imports no torch, napari or Qt.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from importlib import metadata as _metadata
 from pathlib import Path
@@ -24,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from slicesam.errors import VolumeReadError
 from slicesam.intensity import default_window
 from slicesam.io import SUPPORTED_SUFFIXES, Volume, load_volume
 
@@ -37,12 +39,14 @@ ReaderFunction = Callable[[PathOrPaths], list[LayerDataTuple]]
 VOLUME_KEY = "slicesam_volume"
 #: ``layer.metadata`` key holding the source file path (str).
 PATH_KEY = "slicesam_path"
+#: ``layer.metadata`` key holding a note about how the file was opened (e.g. one channel).
+NOTE_KEY = "slicesam_note"
 
 #: Lower-case file-name fragments that mark an integer volume as a label map.
 LABEL_HINTS = ("label", "seg")
 
 #: Most channels opened as separate layers; beyond that (e.g. a long time series) the reader
-#: refuses and says how to load one channel from Python.
+#: opens channel 0 only and says how to load another one.
 MAX_CHANNELS = 16
 
 #: Colormaps of the channel layers of a multichannel file (cycled).
@@ -95,11 +99,14 @@ def channel_count(volume: Volume) -> int:
     """Number of channels of the file ``volume`` came from (1 for a plain 3D volume).
 
     ``volume`` must have been loaded with an explicit ``channel`` (e.g. ``channel=0``):
-    ``meta["channel"]`` is then set for multichannel files only, and the channel count is the
-    source size divided by the size of one (z, y, x) volume.
+    ``meta["channel"]`` is then set for multichannel files only. The count is
+    ``meta["n_channels"]`` when the reader set it, else the source size divided by the size
+    of one (z, y, x) volume.
     """
     if volume.meta.get("channel") is None:
         return 1
+    if volume.meta.get("n_channels"):
+        return max(int(volume.meta["n_channels"]), 1)
     source_shape = volume.meta.get("source_shape")
     if not source_shape:
         return 1
@@ -153,12 +160,28 @@ def volume_layer_data(
     return volume.data, kwargs, "image"
 
 
+def only_first_channel_note(path: Path, volume: Volume, n: int) -> str:
+    """The message shown when a file with ``n`` > :data:`MAX_CHANNELS` channels opens as
+    channel 0 only: which axis was picked and how to open another channel."""
+    axis = volume.meta.get("channel_axis") or "its non-spatial axis"
+    return (
+        f"{path.name} has {n} channels/time points along {axis}; opened channel 0 only "
+        f"(more than {MAX_CHANNELS}). To open channel N, in the napari console: import "
+        f"slicesam; viewer.add_image(slicesam.load_volume({str(path)!r}, channel=N).data); "
+        "on the command line: --channel N"
+    )
+
+
 def read_volume(path: str | os.PathLike[str]) -> list[LayerDataTuple]:
     """Read one NIfTI/TIFF file into layer data tuples (one per channel).
 
+    A file with more than :data:`MAX_CHANNELS` channels gives one layer, channel 0, named
+    ``"<stem> [c=0 of N]"``; a :class:`UserWarning` (shown by napari as a notification) and
+    the layer's ``metadata["slicesam_note"]`` say which axis was picked and how to open
+    another channel.
+
     Raises:
-        SliceSamError: unreadable or unsupported file, or more than :data:`MAX_CHANNELS`
-            channels.
+        SliceSamError: unreadable or unsupported file (the message says why).
     """
     p = Path(os.fspath(path)).expanduser()
     stem = file_stem(p)
@@ -167,11 +190,11 @@ def read_volume(path: str | os.PathLike[str]) -> list[LayerDataTuple]:
     if n == 1:
         return [volume_layer_data(first, stem, as_labels=looks_like_labels(p, first.data))]
     if n > MAX_CHANNELS:
-        raise VolumeReadError(
-            f"{p} has {n} channels (or time points) along one axis; the napari reader opens "
-            f"at most {MAX_CHANNELS} as separate layers. Load one in Python with "
-            "slicesam.load_volume(path, channel=N) and add it with viewer.add_image"
-        )
+        note = only_first_channel_note(p, first, n)
+        warnings.warn(note, UserWarning, stacklevel=2)
+        data, kwargs, layer_type = volume_layer_data(first, f"{stem} [c=0 of {n}]")
+        kwargs["metadata"][NOTE_KEY] = note
+        return [(data, kwargs, layer_type)]
     layers = []
     for c in range(n):
         vol = first if c == 0 else load_volume(p, channel=c)

@@ -11,12 +11,15 @@ from slicesam.errors import VolumeReadError
 from slicesam.io._common import (
     as_path,
     check_channel_arg,
+    check_max_bytes,
+    content_mismatch_hint,
     file_format,
     format_suffix,
+    sniff_format,
     supported_list,
 )
 from slicesam.io.modality import detect_modality, normalize_modality
-from slicesam.io.nifti import read_nifti
+from slicesam.io.nifti import NiftiGeometry, read_nifti
 from slicesam.io.tiff import read_tiff
 from slicesam.io.volume import Volume
 
@@ -55,12 +58,43 @@ def _check_fill(fill_nonfinite: float | None) -> float | None:
     return value
 
 
+def _check_grid(p: object, volume: Volume, like: Volume) -> None:
+    """Raise unless ``volume`` lies on the voxel grid of ``like`` (shape, then geometry)."""
+    src = f" ({like.path.name})" if like.path is not None else ""
+    if volume.shape != like.shape:
+        raise VolumeReadError(
+            f"{p} has shape {volume.shape} (z, y, x) but the image{src} has {like.shape}: "
+            "labels must have one value per image voxel; resample them onto the image grid"
+        )
+    a, b = volume.geometry, like.geometry
+    if isinstance(a, NiftiGeometry) and isinstance(b, NiftiGeometry):
+        diff = float(np.abs(a.zyx_affine - b.zyx_affine).max())
+        if diff > 1e-3:
+            raise VolumeReadError(
+                f"{p} has the image's shape {like.shape} but a different voxel-to-world affine "
+                f"(up to {diff:.3g} mm apart): the labels are not on the image{src} grid; "
+                "resample them onto the image grid"
+            )
+        return
+    sa = np.asarray(volume.spacing, dtype=float)
+    sb = np.asarray(like.spacing, dtype=float)
+    same_unit = volume.unit == like.unit or "px" in (volume.unit, like.unit)
+    if same_unit and not np.allclose(sa, sb, rtol=1e-4, atol=0):
+        raise VolumeReadError(
+            f"{p} has the image's shape {like.shape} but voxel size {tuple(sa.tolist())} "
+            f"{volume.unit}, the image{src} has {tuple(sb.tolist())} {like.unit}: "
+            "the labels are not on the image grid; resample them onto it"
+        )
+
+
 def load_volume(
     path: str | os.PathLike[str],
     *,
     channel: int | None = None,
     modality: str | None = None,
     fill_nonfinite: float | None = None,
+    max_bytes: int | None = None,
+    like: Volume | None = None,
 ) -> Volume:
     """Read a 3D volume from a NIfTI (``.nii``, ``.nii.gz``) or TIFF (``.tif``, ``.tiff``) file.
 
@@ -73,6 +107,13 @@ def load_volume(
             TIFF: "microscopy").
         fill_nonfinite: value that replaces NaN/inf voxels (data become float32). By default
             such voxels are an error.
+        max_bytes: the most memory (bytes) reading may take; ``None`` means the memory
+            available now (psutil, ``/proc/meminfo`` or ``os.sysconf``; no check when it
+            cannot be found). The check uses the header/tags only, before any voxel is read;
+            only the requested channel is read (nibabel array proxy, TIFF memory map).
+        like: for a label file, the image :class:`Volume` it belongs to: the labels must lie
+            on its voxel grid (same (z, y, x) shape; NIfTI: same voxel-to-world affine
+            within 1e-3 mm; otherwise the same voxel size), else an error.
 
     Returns:
         A :class:`Volume` whose ``data`` is (z, y, x), fully read into memory (C-contiguous):
@@ -80,35 +121,50 @@ def load_volume(
         y anterior->posterior, x right->left), file dtype when unscaled, float32 when the
         header scales; TIFF as stored (ZYX, bool -> uint8). ``spacing`` is (z, y, x) in
         ``unit``; ``geometry`` is a ``NiftiGeometry`` or ``TiffGeometry`` for
-        :func:`save_labels`; ``meta`` has "format", "source_shape", the source axes/axcodes
-        and the channel taken.
+        :func:`save_labels`; ``meta`` has "format", "source_shape", the source axes/axcodes,
+        the "channel" taken, "n_channels" (1 for a plain 3D file) and "channel_axis" (a
+        description such as "NIfTI dimension 4" or "axis 'C', channel"; None without one).
 
     Raises:
-        VolumeReadError: missing, unsupported, corrupt or truncated file; a 2D image;
-            multichannel without (or with an out-of-range) ``channel``; non-finite voxels
-            without ``fill_nonfinite``; an unknown ``modality``.
+        VolumeReadError: missing, empty, unsupported, corrupt or truncated file (or one whose
+            contents do not match its name); a 2D image; multichannel without (or with an
+            out-of-range) ``channel``; non-finite voxels without ``fill_nonfinite``; an unknown
+            ``modality``; more memory needed than ``max_bytes``; a grid unlike ``like``'s.
     """
     p = as_path(path)
     wanted_modality = normalize_modality(modality)
     channel = check_channel_arg(channel)
     fill = _check_fill(fill_nonfinite)
+    limit = check_max_bytes(max_bytes)
+    if like is not None and not isinstance(like, Volume):
+        raise VolumeReadError(
+            f"like= must be the image Volume (from load_volume), got {type(like).__name__}"
+        )
     if not p.exists():
         raise VolumeReadError(f"{p}: no such file")
     if p.is_dir():
         raise VolumeReadError(f"{p} is a directory, not a volume file")
+    if not p.is_file():
+        raise VolumeReadError(f"{p} is not a regular file")
     fmt = file_format(p)
     if fmt is None:
         suffix = format_suffix(p) or "(no extension)"
+        hint = content_mismatch_hint(p, "none")
+        tail = f" ({hint})" if hint and sniff_format(p) in ("nifti", "nifti-gz", "tiff") else ""
         raise VolumeReadError(
-            f"{p}: unsupported file type {suffix!r}; supported: {supported_list()}"
+            f"{p}: unsupported file type {suffix!r}; supported: {supported_list()}{tail}"
+        )
+    if sniff_format(p) == "empty":
+        raise VolumeReadError(
+            f"{p} is empty (0 bytes): the export or copy did not finish; re-export or re-copy it"
         )
     reader = read_nifti if fmt == "nifti" else read_tiff
-    data, spacing, unit, geometry, meta = reader(p, channel)
+    data, spacing, unit, geometry, meta = reader(p, channel, limit)
     if any(n == 0 for n in data.shape):
         raise VolumeReadError(f"{p} is empty (shape {tuple(data.shape)})")
     data = _handle_nonfinite(data, p, fill)
     found = wanted_modality or detect_modality(data, fmt)
-    return Volume(
+    volume = Volume(
         data=data,
         spacing=tuple(float(s) for s in spacing),  # type: ignore[arg-type]
         modality=found,
@@ -117,3 +173,6 @@ def load_volume(
         unit=unit,
         meta=meta,
     )
+    if like is not None:
+        _check_grid(p, volume, like)
+    return volume

@@ -15,6 +15,9 @@ with the source, and reuses the source header so the geometry is bit-for-bit the
 
 from __future__ import annotations
 
+import gzip
+import math
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +34,8 @@ from nibabel.orientations import (
 
 from slicesam.errors import VolumeReadError, VolumeWriteError
 from slicesam.io._common import (
+    check_fits,
+    content_mismatch_hint,
     describe_exception,
     not_3d_error,
     pick_channel,
@@ -99,16 +104,90 @@ class NiftiGeometry:
         return self.affine @ lps_to_disk @ zyx_to_lps
 
 
+def _gzip_problem(path: Path) -> str | None:
+    """Why the gzip stream of ``path`` cannot be decompressed to the end, or ``None``."""
+    try:
+        with gzip.open(path, "rb") as fh:
+            while fh.read(1 << 20):
+                pass
+    except (OSError, EOFError, zlib.error) as exc:
+        return describe_exception(exc)
+    return None
+
+
+def _unreadable(path: Path, exc: BaseException) -> VolumeReadError:
+    """The error for a file nibabel cannot open, saying what is wrong where we can tell."""
+    hint = content_mismatch_hint(path, "nifti")
+    if hint:
+        return VolumeReadError(f"could not read {path} as NIfTI: {hint}")
+    if path.name.lower().endswith(".gz"):
+        problem = _gzip_problem(path)
+        if problem:
+            return VolumeReadError(
+                f"could not read {path}: the gzip-compressed data is truncated or corrupt "
+                f"({problem}); re-export or re-download the file"
+            )
+    text = describe_exception(exc)
+    if "Cannot work out file type" in text:
+        return VolumeReadError(
+            f"could not read {path} as NIfTI: it has no valid NIfTI-1/NIfTI-2 header "
+            "(the file is corrupt or in another format)"
+        )
+    return VolumeReadError(f"could not read {path} as NIfTI: {text}")
+
+
 def _load_image(path: Path) -> nib.Nifti1Image:
     try:
         img = nib.load(str(path), mmap=False)
     except Exception as exc:  # nibabel, gzip, zlib, EOF, OSError, struct ...
-        raise VolumeReadError(f"could not read {path} as NIfTI: {describe_exception(exc)}") from exc
+        raise _unreadable(path, exc) from exc
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise VolumeReadError(
             f"{path} is not a single-file NIfTI image (nibabel read it as {type(img).__name__})"
         )
     return img
+
+
+def _checked_affine(path: Path, img: nib.Nifti1Image) -> np.ndarray:
+    """The image affine (4, 4) float64, or an error naming the broken part of the header."""
+    header = img.header
+    try:
+        affine = np.array(img.affine, dtype=np.float64)
+    except Exception as exc:
+        raise VolumeReadError(
+            f"{path} has an unreadable voxel-to-world affine: {describe_exception(exc)}"
+        ) from exc
+    sform_code, qform_code = int(header["sform_code"]), int(header["qform_code"])
+    used = (
+        f"sform (code {sform_code})"
+        if sform_code > 0
+        else f"qform (code {qform_code})"
+        if qform_code > 0
+        else "pixdim (no qform/sform code)"
+    )
+    if affine.shape != (4, 4) or not np.isfinite(affine).all():
+        raise VolumeReadError(
+            f"{path} has a corrupt header: its voxel-to-world affine, from the {used}, holds "
+            "NaN or infinite values; fix that part of the header and retry"
+        )
+    norms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    if not (norms > 0).all() or abs(float(np.linalg.det(affine[:3, :3]))) < 1e-12 * max(
+        float(norms.prod()), 1e-300
+    ):
+        raise VolumeReadError(
+            f"{path} has a degenerate voxel-to-world affine from the {used} (voxel sizes "
+            f"{tuple(round(float(n), 6) for n in norms)}): a voxel axis has zero length or two "
+            "axes are parallel; fix that part of the header (e.g. set pixdim) and retry"
+        )
+    return affine
+
+
+def _peak_bytes(n_voxels: int, dtype: np.dtype, scaled: bool, all_channels: int) -> int:
+    """Rough peak memory of reading ``n_voxels`` voxels of one channel (see read_nifti)."""
+    raw = n_voxels * all_channels * dtype.itemsize
+    if scaled:  # nibabel scales to float64, then float32, then the reoriented copy
+        return max(raw + 8 * n_voxels, 12 * n_voxels)
+    return raw + n_voxels * dtype.itemsize
 
 
 def _is_scaled(img: nib.Nifti1Image) -> bool:
@@ -117,6 +196,15 @@ def _is_scaled(img: nib.Nifti1Image) -> bool:
     slope = float(getattr(img.dataobj, "slope", 1.0))
     inter = float(getattr(img.dataobj, "inter", 0.0))
     return slope != 1.0 or inter != 0.0
+
+
+def _space_unit(header: nib.Nifti1Header) -> str:
+    """slicesam unit of the header's spatial ``xyzt_units`` ("mm" when unknown or invalid)."""
+    try:
+        space_unit = header.get_xyzt_units()[0]
+    except (KeyError, ValueError):  # a code NIfTI does not define
+        return "mm"
+    return _NIFTI_UNITS.get(space_unit, "mm")
 
 
 def _spacing_zyx(header: nib.Nifti1Header, affine: np.ndarray, ornt: np.ndarray) -> tuple:
@@ -133,7 +221,7 @@ def _spacing_zyx(header: nib.Nifti1Header, affine: np.ndarray, ornt: np.ndarray)
 
 
 def read_nifti(
-    path: Path, channel: int | None
+    path: Path, channel: int | None, max_bytes: int | None = None
 ) -> tuple[np.ndarray, tuple[float, float, float], str, NiftiGeometry, dict]:
     """Read a NIfTI file into a (z, y, x) array in canonical LPS orientation.
 
@@ -141,6 +229,9 @@ def read_nifti(
         path: an existing ``.nii`` / ``.nii.gz`` file (NIfTI-1 or NIfTI-2).
         channel: index along the single non-spatial dimension (4th, or 5th for vector
             images, or RGB components) for multichannel files; ``None`` for 3D files.
+        max_bytes: memory the read may use; ``None``: the memory available now. Checked
+            from the header before any voxel is read; only the chosen channel is read
+            (nibabel array proxy slicing).
 
     Returns:
         ``(data, spacing, unit, geometry, meta)``: ``data`` (z, y, x), all voxels read into
@@ -148,8 +239,8 @@ def read_nifti(
         ``spacing`` (z, y, x) from the header zooms; ``unit`` ("mm", "um", "m").
 
     Raises:
-        VolumeReadError: unreadable/truncated file, 2D image, or multichannel without a
-            valid ``channel``.
+        VolumeReadError: unreadable/truncated file, corrupt header geometry, 2D image,
+            multichannel without a valid ``channel``, or too large for ``max_bytes``.
     """
     img = _load_image(path)
     header = img.header
@@ -157,9 +248,21 @@ def read_nifti(
     shape = tuple(int(s) for s in img.shape)
     if len(shape) < 3:
         raise not_3d_error(path, shape)
+    if any(n <= 0 for n in shape):
+        raise VolumeReadError(f"{path} is empty (shape {shape})")
+    affine = _checked_affine(path, img)
     rgb_axis = None
 
     dtype = header.get_data_dtype()
+    n_voxels = math.prod(shape[:3])
+    n_all = math.prod(shape[3:]) if dtype.fields is not None else 1
+    check_fits(
+        path,
+        _peak_bytes(n_voxels, dtype, _is_scaled(img), n_all),
+        f"one {shape[0]}x{shape[1]}x{shape[2]} volume of "
+        + ("RGB" if dtype.fields is not None else str(dtype)),
+        max_bytes,
+    )
     if dtype.fields is not None:  # RGB / RGBA NIfTI: structured voxels -> trailing channels
         try:
             raw = np.asanyarray(img.dataobj)
@@ -175,6 +278,7 @@ def read_nifti(
         rgb_axis = len(shape) - 1
 
     index: tuple = (slice(None),) * 3
+    n_channels, axis_name = 1, None
     extra = [(ax, n) for ax, n in enumerate(shape[3:], start=3) if n != 1]
     if len(extra) > 1:
         dims = ", ".join(f"dimension {ax + 1} has {n}" for ax, n in extra)
@@ -186,6 +290,7 @@ def read_nifti(
         ch_axis, n = extra[0]
         axis_name = "RGB components" if ch_axis == rgb_axis else f"NIfTI dimension {ch_axis + 1}"
         ch = pick_channel(path, channel, n, axis_name)
+        n_channels = n
         index += tuple(ch if ax == ch_axis else 0 for ax in range(3, len(shape)))
     else:
         single_channel(path, channel)
@@ -196,7 +301,7 @@ def read_nifti(
     except Exception as exc:  # EOFError, zlib.error, OSError("Expected n bytes") ...
         raise VolumeReadError(
             f"could not read the voxel data of {path} (the file may be truncated or corrupt): "
-            f"{describe_exception(exc)}"
+            f"{describe_exception(exc)}; re-export or re-download it"
         ) from exc
     data = np.asarray(data)
     if np.iscomplexobj(data):
@@ -204,7 +309,6 @@ def read_nifti(
     if _is_scaled(img) and data.dtype != np.float32:
         data = data.astype(np.float32)
 
-    affine = np.array(img.affine, dtype=np.float64)
     ornt = ornt_transform(io_orientation(affine), LPS_ORNT)
     geometry = NiftiGeometry(
         header=header.copy(),
@@ -215,13 +319,14 @@ def read_nifti(
     )
     zyx = np.ascontiguousarray(geometry.to_zyx(data))
     spacing = _spacing_zyx(header, affine, ornt)
-    space_unit = header.get_xyzt_units()[0]
-    unit = _NIFTI_UNITS.get(space_unit, "mm")
+    unit = _space_unit(header)
     meta = {
         "format": "nifti2" if geometry.nifti2 else "nifti1",
         "source_shape": shape,
         "source_axcodes": "".join(geometry.source_axcodes),
         "channel": channel if extra else None,
+        "n_channels": n_channels,
+        "channel_axis": axis_name,
     }
     return zyx, spacing, unit, geometry, meta
 

@@ -109,11 +109,17 @@ def save_labels(path: str | os.PathLike[str], labels: np.ndarray, *, like: Volum
         raise VolumeWriteError(
             f"{p}: cannot write labels as {suffix!r}; supported: {supported_list()}"
         )
+    if not isinstance(like, Volume):
+        raise VolumeWriteError(
+            f"like= must be the image Volume the labels belong to (from load_volume), "
+            f"got {type(like).__name__}; nothing was written"
+        )
     arr = np.asarray(labels)
     expected = tuple(int(s) for s in like.data.shape)
     if arr.shape != expected:
         raise VolumeWriteError(
-            f"labels shape {tuple(arr.shape)} does not match the volume shape {expected} (z, y, x)"
+            f"labels shape {tuple(arr.shape)} does not match the image shape {expected} "
+            f"(z, y, x); nothing was written to {p.name}. Labels need one value per image voxel"
         )
     arr = np.ascontiguousarray(as_label_array(arr))
     geometry = like.geometry
@@ -132,7 +138,8 @@ def save_labels(path: str | os.PathLike[str], labels: np.ndarray, *, like: Volum
             nifti_geometry = geometry if isinstance(geometry, NiftiGeometry) else None
             write_nifti(tmp, arr, nifti_geometry, spacing, unit)  # type: ignore[arg-type]
         else:
-            write_tiff(tmp, arr, spacing, unit)  # type: ignore[arg-type]
+            tiff_geometry = geometry if isinstance(geometry, TiffGeometry) else None
+            write_tiff(tmp, arr, spacing, unit, tiff_geometry)  # type: ignore[arg-type]
         os.replace(tmp, p)
     except VolumeWriteError:
         with contextlib.suppress(OSError):
