@@ -1,17 +1,43 @@
-"""Device choice for torch backends: CUDA > MPS > CPU unless the user names one."""
+"""Device choice for torch backends: CUDA > MPS > CPU unless the user names one.
+
+``resolve_device("auto")`` falls back to the CPU with a visible note
+(:class:`CpuFallbackWarning`, shown once per process by Python's warning filter, and a log
+record on the ``slicesam`` logger). :func:`autocast` gives the mixed-precision context torch
+backends run their networks under: float16 autocast on CUDA, full precision elsewhere.
+
+Only the functions import torch (call them from backends), so importing this module is cheap.
+"""
 
 from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from typing import Any
 
 from ..errors import ModelError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
+_log = logging.getLogger("slicesam")
+
+
+class CpuFallbackWarning(UserWarning):
+    """``device="auto"`` found no GPU (CUDA or Apple MPS) and runs the model on the CPU."""
+
+
+CPU_FALLBACK_NOTE = (
+    "no GPU found (CUDA or Apple MPS): running the model on the CPU, which is much slower "
+    "(pass device='cpu' / --device cpu to choose the CPU explicitly and silence this note)"
+)
+
 
 def resolve_device(device: str | None = "auto") -> str:
     """Return a torch device string for ``device`` ("auto", "cpu", "cuda", "cuda:N", "mps").
 
-    "auto" picks CUDA when available, then Apple MPS, then CPU. Naming an unavailable device is
-    an error that says what is available. Imports torch (call only from backends).
+    "auto" picks CUDA when available, then Apple MPS, then the CPU; the CPU fallback emits a
+    :class:`CpuFallbackWarning` and logs the same note. Naming an unavailable device is an
+    error that says what is available. Imports torch (call only from backends).
     """
     import torch
 
@@ -22,6 +48,8 @@ def resolve_device(device: str | None = "auto") -> str:
         mps = getattr(torch.backends, "mps", None)
         if mps is not None and mps.is_available():
             return "mps"
+        _log.info(CPU_FALLBACK_NOTE)
+        warnings.warn(CPU_FALLBACK_NOTE, CpuFallbackWarning, stacklevel=2)
         return "cpu"
     if choice == "cpu":
         return "cpu"
@@ -38,3 +66,16 @@ def resolve_device(device: str | None = "auto") -> str:
             raise ModelError("device 'mps' requested but Apple MPS is not available; use cpu")
         return "mps"
     raise ModelError(f"unknown device {device!r}; choose one of {', '.join(DEVICE_CHOICES)}")
+
+
+def autocast(device: str) -> Any:
+    """The precision context a network runs under on ``device``.
+
+    CUDA: ``torch.autocast("cuda", dtype=torch.float16)`` (matmuls and convolutions in half
+    precision, reductions and softmax in float32). CPU and MPS: a no-op context (float32).
+    """
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    return contextlib.nullcontext()

@@ -1,8 +1,11 @@
-"""Segment Anything (vit_b / vit_l / vit_h) from a user's checkpoint, 1024 px input.
+"""Segment Anything (vit_b / vit_l / vit_h), 1024 px input.
 
-Checkpoints are loaded with ``weights_only=True``. A file with one of the official names is
-checked against the official sha256; any other file is accepted and its hash recorded. A file
-holding another architecture is an error that names the right ``--model``.
+Weights come from ``checkpoint=`` or, without it, from the cache folder (``slicesam models fetch
+sam_vit_b`` downloads the official file there; see :mod:`slicesam.models.download`).
+Checkpoints are loaded with ``weights_only=True``. A cached file, or a file with one of the
+official names, is checked against the official sha256; any other file is accepted and its hash
+recorded. A file holding another architecture is an error that names the right ``--model``.
+On CUDA the networks run under float16 autocast (:func:`slicesam.models.device.autocast`).
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError
-from .checkpoints import file_sha256, load_state_dict
-from .device import resolve_device
+from .base import Embedding, Prediction
+from .checkpoints import load_state_dict
+from .device import autocast, resolve_device
 from .torch_sam import TorchSamFamilyModel
 
 INPUT_SIZE = 1024
@@ -39,12 +43,31 @@ OFFICIAL_CHECKPOINTS: dict[str, tuple[str, str]] = {
 _EMBED_DIM_TO_ARCH = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
 
 
+#: Architecture -> the ``--model`` name that loads it.
+ARCH_TO_MODEL = {
+    "vit_b": "sam_vit_b",
+    "vit_l": "sam_vit_l",
+    "vit_h": "sam_vit_h",
+    "vit_t": "mobilesam",
+    "litemedsam": "litemedsam",
+}
+
+
 def checkpoint_architecture(state: dict) -> str | None:
-    """ "vit_b" / "vit_l" / "vit_h" from a SAM state dict, or None if it is not SAM-shaped."""
-    weight = state.get("image_encoder.patch_embed.proj.weight")
-    if weight is None or "mask_decoder.iou_prediction_head.layers.0.weight" not in state:
+    """The architecture of a SAM-family state dict, or None if it is not SAM-shaped.
+
+    Returns "vit_b" / "vit_l" / "vit_h" (SAM, MedSAM), "vit_t" (MobileSAM: TinyViT with a
+    3x3 convolutional stem) or "litemedsam" (TinyViT with a 1x1 stem, 256 px).
+    """
+    if "mask_decoder.iou_prediction_head.layers.0.weight" not in state:
         return None
-    return _EMBED_DIM_TO_ARCH.get(int(weight.shape[0]))
+    weight = state.get("image_encoder.patch_embed.proj.weight")
+    if weight is not None:
+        return _EMBED_DIM_TO_ARCH.get(int(weight.shape[0]))
+    stem = state.get("image_encoder.patch_embed.seq.0.c.weight")
+    if stem is not None and stem.ndim == 4:
+        return "vit_t" if int(stem.shape[-1]) == 3 else "litemedsam"
+    return None
 
 
 class SamModel(TorchSamFamilyModel):
@@ -58,52 +81,123 @@ class SamModel(TorchSamFamilyModel):
 
         self._sam = sam.to(self.device).eval()
         self._transform = ResizeLongestSide(INPUT_SIZE)
+        if self.device.startswith("cuda"):  # embeddings differ from fp32 ones: a cache key
+            self.encoder_variant = "reference-autocast-fp16"
 
     def _preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+        """SAM's own preprocessing of a (H, W) uint8 slice.
+
+        Grey -> 3 channels, longest side to 1024 (``ResizeLongestSide``, bilinear), ImageNet
+        mean/std normalisation, zero padding to 1024 x 1024 (bottom/right).
+
+        Returns:
+            ((1, 3, 1024, 1024) float32 tensor on the device, (h, w) resized size before padding)
+        """
         rgb = np.repeat(image[:, :, None], 3, axis=2)
         resized = self._transform.apply_image(rgb)
         tensor = torch.as_tensor(resized, device=self.device).permute(2, 0, 1)[None].float()
         return self._sam.preprocess(tensor), (int(resized.shape[0]), int(resized.shape[1]))
 
+    def embed(self, image: np.ndarray) -> Embedding:
+        """Embed a (H, W) uint8 slice: features (1, 256, 64, 64), float16 on CUDA."""
+        with autocast(self.device):
+            return super().embed(image)
 
-def load_sam(arch: str, checkpoint: str | Path | None, device: str = "auto") -> SamModel:
-    """Build SAM ``arch`` ("vit_b", "vit_l", "vit_h") with the user's checkpoint."""
-    from segment_anything import sam_model_registry
+    def predict(
+        self,
+        embedding: Embedding,
+        *,
+        box: tuple[float, float, float, float] | None = None,
+        points: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask: bool = False,
+    ) -> Prediction:
+        """Decode masks (float16 autocast on CUDA); see :class:`SegmentationModel`."""
+        with autocast(self.device):
+            return super().predict(
+                embedding,
+                box=box,
+                points=points,
+                point_labels=point_labels,
+                mask_input=mask_input,
+                multimask=multimask,
+            )
 
-    name = f"sam_{arch}"
-    official_name, official_sha = OFFICIAL_CHECKPOINTS[arch]
-    if checkpoint is None:
-        raise CheckpointError(
-            f"model {name} needs its weights: download {official_name} from the "
-            "segment-anything releases and pass --checkpoint PATH (Session(checkpoint=PATH))"
-        )
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise CheckpointError(
-            f"checkpoint file not found: {path} (model {name} expects {official_name})"
-        )
-    digest = file_sha256(path)
-    known = {sha: a for a, (_, sha) in OFFICIAL_CHECKPOINTS.items()}
-    if path.name in {n for n, _ in OFFICIAL_CHECKPOINTS.values()} and digest not in known:
+
+def official_model_for(digest: str) -> str | None:
+    """The registry name whose published weights have sha256 ``digest``, or None."""
+    from .registry import MODELS
+
+    for spec in MODELS.values():
+        if spec.weights is not None and spec.weights.sha256 == digest:
+            return spec.name
+    return None
+
+
+def check_official_identity(name: str, path: Path, digest: str) -> None:
+    """Refuse a file that is another model's official checkpoint, or a corrupt official file.
+
+    Raises:
+        CheckpointError: ``path`` has an official SAM file name but not its hash, or its hash is
+            the published hash of another registry model (the message names the right
+            ``--model``).
+    """
+    official = official_model_for(digest)
+    if path.name in {n for n, _ in OFFICIAL_CHECKPOINTS.values()} and official is None:
         raise CheckpointError(
             f"{path} has an official SAM file name but fails its sha256 check "
-            f"(got {digest[:12]}…): the file is corrupt or incomplete; download it again"
+            f"(got {digest[:12]}…): the file is corrupt or incomplete; download it again "
+            f"(slicesam models fetch {name} --force)"
         )
-    if digest in known and known[digest] != arch:
+    if official is not None and official != name:
         raise CheckpointError(
-            f"{path} is the official SAM {known[digest]} checkpoint; "
-            f"use --model sam_{known[digest]}"
+            f"{path} is the official {official} checkpoint, not {name}'s; use --model {official}"
         )
-    dev = resolve_device(device)
-    state = load_state_dict(path, map_location=dev)
+
+
+def read_family_state(
+    path: Path, device: str, arch: str, name: str, expected_file: str
+) -> dict[str, torch.Tensor]:
+    """Load a SAM-family state dict and check it holds architecture ``arch``.
+
+    Raises:
+        CheckpointError: unreadable, not SAM-shaped, or another architecture (the message names
+            the ``--model`` that loads it).
+    """
+    state = load_state_dict(path, map_location=device)
     found = checkpoint_architecture(state)
     if found is None:
         raise CheckpointError(
-            f"{path} is not a SAM checkpoint (no SAM image encoder / mask decoder weights); "
-            f"model {name} expects {official_name}"
+            f"{path} is not a SAM checkpoint (no SAM-family image encoder / mask decoder "
+            f"weights); model {name} expects {expected_file}"
         )
     if found != arch:
-        raise CheckpointError(f"{path} holds a SAM {found} checkpoint; use --model sam_{found}")
+        other = ARCH_TO_MODEL.get(found, found)
+        label = {"vit_t": "MobileSAM", "litemedsam": "LiteMedSAM"}.get(found, f"SAM {found}")
+        raise CheckpointError(f"{path} holds a {label} checkpoint; use --model {other}")
+    return state
+
+
+def load_sam(arch: str, checkpoint: str | Path | None, device: str = "auto") -> SamModel:
+    """Build SAM ``arch`` ("vit_b", "vit_l", "vit_h").
+
+    Args:
+        arch: the encoder size.
+        checkpoint: a weights file, or None for the official file in the cache folder
+            (``slicesam models fetch sam_vit_b``); never downloads.
+        device: "auto", "cpu", "cuda[:N]" or "mps".
+    """
+    from segment_anything import sam_model_registry
+
+    from .download import resolve_checkpoint
+
+    name = f"sam_{arch}"
+    official_name, _ = OFFICIAL_CHECKPOINTS[arch]
+    path, digest = resolve_checkpoint(name, checkpoint)
+    check_official_identity(name, path, digest)
+    dev = resolve_device(device)
+    state = read_family_state(path, dev, arch, name, official_name)
     sam = sam_model_registry[arch](checkpoint=None)
     try:
         sam.load_state_dict(state, strict=True)

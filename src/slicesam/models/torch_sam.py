@@ -32,6 +32,8 @@ class TorchSamFamilyModel:
     """
 
     box_only = False
+    #: which image encoder implementation computes the embeddings (part of the cache key)
+    encoder_variant = "reference-fp32"
 
     def __init__(
         self,
