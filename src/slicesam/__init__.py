@@ -33,6 +33,10 @@ _EXPORTS = {
     "load_model": "slicesam.models.registry",
     "dice": "slicesam.metrics",
     "SliceSamError": "slicesam.errors",
+    "find_autosave": "slicesam.engine.autosave",
+    "load_session": "slicesam.engine.autosave",
+    "restore_session": "slicesam.engine.autosave",
+    "replay_session": "slicesam.replay",
 }
 
 __all__ = [
@@ -46,13 +50,18 @@ __all__ = [
     "SliceSamError",
     "Volume",
     "dice",
+    "find_autosave",
+    "load_session",
     "load_model",
     "load_volume",
     "read_prompts",
+    "replay_session",
+    "restore_session",
     "save_labels",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .engine.autosave import find_autosave, load_session, restore_session
     from .engine.propagation import PropagationParams
     from .engine.session import PropagationSummary, Session
     from .errors import SliceSamError
@@ -60,6 +69,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .metrics import dice
     from .models.registry import MODELS, load_model
     from .prompts import Box, Point, Scribble, read_prompts
+    from .replay import replay_session
 
 
 def __getattr__(name: str) -> Any:

@@ -87,15 +87,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_models(args: argparse.Namespace) -> int:
-    from .models.registry import MODELS
-
-    for spec in MODELS.values():
-        weights = "needs --checkpoint" if spec.needs_checkpoint else "weights installed"
-        print(f"{spec.name:12s} {weights:18s} {spec.description}")
-    return 0
-
-
 def cmd_info(args: argparse.Namespace) -> int:
     from .intensity import default_window
     from .io import load_volume
@@ -165,8 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     seg.set_defaults(func=cmd_segment)
 
-    models = sub.add_parser("models", help="list the available models")
-    models.set_defaults(func=cmd_models)
+    from .cli_models import add_models_parser
+
+    add_models_parser(sub)  # `models` (list) and `models fetch NAME`
 
     info = sub.add_parser("info", help="print a volume's shape, spacing and modality")
     info.add_argument("image")
@@ -193,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-baselines", action="store_true", help="skip MedSAM 3D and oracle")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.set_defaults(func=cmd_bench)
+    from .replay import add_replay_parser
+
+    add_replay_parser(sub)
     return parser
 
 

@@ -153,10 +153,13 @@ def plot(result: dict, path: Path) -> Path | None:
     if not drawn:
         plt.close(fig)
         return None
-    axes[0].set(title="P3: box + corrective clicks (dotted: oracle)", xlabel="clicks",
-                ylabel="mean 3D Dice", ylim=(0, 1))
-    axes[1].set(title="P4: clicks on one slice", xlabel="clicks", ylabel="mean 2D IoU",
-                ylim=(0, 1))
+    axes[0].set(
+        title="P3: box + corrective clicks (dotted: oracle)",
+        xlabel="clicks",
+        ylabel="mean 3D Dice",
+        ylim=(0, 1),
+    )
+    axes[1].set(title="P4: clicks on one slice", xlabel="clicks", ylabel="mean 2D IoU", ylim=(0, 1))
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

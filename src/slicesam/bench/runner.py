@@ -92,10 +92,11 @@ def run_benchmark(
         from ..models.registry import load_model
 
         model = load_model(model, checkpoint=checkpoint, device=device)
-    result: dict = {"environment": environment(model), "protocols": list(protocols),
-                    "datasets": {}}
-    loaded = [load_dataset(f, all_objects=all_objects, max_objects=max_objects, only=objects)
-              for f in folders]
+    result: dict = {"environment": environment(model), "protocols": list(protocols), "datasets": {}}
+    loaded = [
+        load_dataset(f, all_objects=all_objects, max_objects=max_objects, only=objects)
+        for f in folders
+    ]
     tasks = list(protocols) + (list(BASELINES) if baselines else [])
     total = sum(len(d.objects) for d in loaded) * len(tasks)
     bar = None

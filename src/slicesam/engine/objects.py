@@ -10,6 +10,9 @@ from ..prompts import Box, Point
 #: Where a slice's mask came from.
 USER = "user"
 PROPAGATED = "propagated"
+INTERPOLATED = "interpolated"
+#: Sources a user prompt or a new propagation may replace (the session wrote them, not the user).
+DERIVED = (PROPAGATED, INTERPOLATED)
 
 
 @dataclass
@@ -29,8 +32,12 @@ class SegObject:
         name: display name.
         locked: a locked object takes no prompts and no propagation.
         prompts: slice index -> the user's prompts there (these slices are the anchors).
-        source: slice index -> USER or PROPAGATED for every slice the session wrote.
-        confidence: slice index -> model confidence (predicted IoU) of the mask written there.
+        source: slice index -> USER, PROPAGATED or INTERPOLATED for every slice written.
+        confidence: slice index -> confidence in [0, 1] of the mask written there (see
+            :func:`slicesam.engine.confidence.combine`).
+        evidence: slice index -> the parts the confidence was made of (model IoU head,
+            stability of the mask under threshold changes, agreement with the neighbour slice).
+        z_range: the (first, last) range the user last propagated the object in, if any.
     """
 
     label_id: int
@@ -39,6 +46,8 @@ class SegObject:
     prompts: dict[int, SlicePrompts] = field(default_factory=dict)
     source: dict[int, str] = field(default_factory=dict)
     confidence: dict[int, float] = field(default_factory=dict)
+    evidence: dict[int, dict[str, float]] = field(default_factory=dict)
+    z_range: tuple[int, int] | None = None
 
     @property
     def anchors(self) -> list[int]:

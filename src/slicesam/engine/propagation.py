@@ -13,6 +13,7 @@ import numpy as np
 
 from ..metrics import dice
 from ..models.base import Prediction
+from .confidence import stability
 from .masks import BoxXYXY, expand_box, mask_bbox
 
 
@@ -28,6 +29,11 @@ class PropagationParams:
         min_shrink: stop when the area falls below this fraction of the previous slice's.
         min_overlap: stop when the Dice with the previous slice's mask falls below this.
         min_area_px: stop when the mask has fewer pixels than this.
+        converged_dice: a re-propagation from a correction stops where the new mask has at
+            least this Dice with the mask already there.
+        interpolate_below: between two anchors, slices whose confidence is below this (and
+            slices no walk reached) are filled by shape-based interpolation instead; 0 fills
+            only the unreached ones.
     """
 
     margin_model_px: float = 3.0
@@ -36,6 +42,8 @@ class PropagationParams:
     min_shrink: float = 0.15
     min_overlap: float = 0.3
     min_area_px: int = 4
+    converged_dice: float = 0.98
+    interpolate_below: float = 0.0
 
 
 @dataclass
@@ -46,6 +54,7 @@ class Step:
     mask: np.ndarray
     score: float
     low_res_logits: np.ndarray
+    evidence: dict[str, float]
 
 
 @dataclass
@@ -116,7 +125,12 @@ def walk(
             if reason is not None:
                 yield Stop(z, reason)
                 return
-        yield Step(z, mask, score, pred.low_res_logits[0])
+        evidence = {
+            "iou": score,
+            "stability": stability(pred.low_res_logits[0]),
+            "agreement": dice(mask, prev),
+        }
+        yield Step(z, mask, score, pred.low_res_logits[0], evidence)
         if area:
             prev, prev_area = mask, area
         elif constrained:

@@ -18,16 +18,22 @@ import numpy as np
 from ..errors import PromptError, SliceSamError
 from ..intensity import apply_window, resolve_window
 from ..io.volume import Volume
+from ..metrics import dice
 from ..models.base import Embedding, Prediction, SegmentationModel
 from ..prompts import Box, Point, make_box
 from .cache import EmbeddingCache, volume_fingerprint
 from .clicks import box_only_click, point_model_click
+from .confidence import combine, stability
 from .history import Action, History, SliceDiff
+from .interpolation import interpolate_masks
+from .journal import Journal, journaled
 from .masks import clip_box, mask_bbox, paint
-from .objects import PROPAGATED, USER, SegObject, SlicePrompts
+from .objects import DERIVED, INTERPOLATED, PROPAGATED, USER, SegObject, SlicePrompts
 from .propagation import PropagationParams, Step, walk
 
 UINT16_MAX = np.iinfo(np.uint16).max
+#: Confidence given to interpolated slices (below the default low-confidence threshold 0.7).
+INTERPOLATED_CONFIDENCE = 0.5
 
 
 @dataclass
@@ -36,7 +42,8 @@ class PropagationSummary:
 
     Attributes:
         label_id: the object propagated.
-        slices: sorted slice indices written by propagation (anchors excluded).
+        slices: sorted slice indices written by the model (anchors excluded).
+        interpolated: sorted slices filled by interpolation between two anchors instead.
         confidence: slice -> model confidence of the mask written there.
         stops: one line per walk: where and why it ended.
         cancelled: True when cancelled; then nothing was changed.
@@ -45,6 +52,7 @@ class PropagationSummary:
 
     label_id: int
     slices: list[int] = field(default_factory=list)
+    interpolated: list[int] = field(default_factory=list)
     confidence: dict[int, float] = field(default_factory=dict)
     stops: list[str] = field(default_factory=list)
     cancelled: bool = False
@@ -80,6 +88,9 @@ class Session:
             its slice: "propagated" (default) takes voxels that another object only has there
             by propagation, never those of another object's own prompted slice; "none" never
             takes any. Propagation never overwrites another object's voxels.
+        autosave: True to save the session after every action to a sidecar next to the image
+            (or in the user cache; see :mod:`slicesam.engine.autosave`), a sidecar folder
+            path, or None (default) for no autosave. :meth:`restore` reopens it.
     """
 
     def __init__(
@@ -94,6 +105,7 @@ class Session:
         params: PropagationParams | None = None,
         cache_bytes: int = 2 * 1024**3,
         overwrite: str = "propagated",
+        autosave: str | Path | bool | None = None,
     ) -> None:
         if overwrite not in ("propagated", "none"):
             raise SliceSamError(f"overwrite must be 'propagated' or 'none', got {overwrite!r}")
@@ -138,6 +150,13 @@ class Session:
             ]
         )
         self.cache = EmbeddingCache(signature, max_bytes=cache_bytes)
+
+        #: The autosave journal (:mod:`slicesam.engine.journal`), or None.
+        self.autosave: Journal | None = None
+        if autosave:
+            from .autosave import start_autosave
+
+            start_autosave(self, autosave)
 
     # -- setup ------------------------------------------------------------------------------
     def _init_labels(self, labels: np.ndarray | None) -> np.ndarray:
@@ -199,6 +218,7 @@ class Session:
             raise PromptError(f"object {obj} ({found.name}) is locked; unlock it to edit")
         return found
 
+    @journaled
     def new_object(self, name: str | None = None, label_id: int | None = None) -> int:
         """Create an object and return its label id (1, 2, ... unless ``label_id`` is given).
 
@@ -224,6 +244,7 @@ class Session:
             self._history.record(Action(f"new object {label_id}", [], before, self._state()))
             return label_id
 
+    @journaled
     def rename_object(self, obj: int, name: str) -> None:
         with self._lock:
             target = self._get(obj, for_edit=False)
@@ -231,6 +252,7 @@ class Session:
             target.name = str(name)
             self._history.record(Action(f"rename {obj}", [], before, self._state()))
 
+    @journaled
     def lock_object(self, obj: int, locked: bool = True) -> None:
         """Lock (or unlock) an object: a locked object takes no prompts and no propagation."""
         with self._lock:
@@ -239,6 +261,7 @@ class Session:
             target.locked = bool(locked)
             self._history.record(Action(f"lock {obj}", [], before, self._state()))
 
+    @journaled
     def delete_object(self, obj: int) -> None:
         """Remove an object and its voxels (undoable)."""
         with self._lock:
@@ -280,6 +303,7 @@ class Session:
             raise PromptError(f"slice z={z} is outside the volume (0..{self.shape[0] - 1})")
         return z
 
+    @journaled
     def add_box(self, obj: int, z: int, box: tuple[float, float, float, float]) -> np.ndarray:
         """Segment ``obj`` on slice ``z`` from a box; the slice becomes an anchor.
 
@@ -318,6 +342,7 @@ class Session:
                 f"box on {z}",
             )
 
+    @journaled
     def add_point(self, obj: int, z: int, y: float, x: float, positive: bool = True) -> np.ndarray:
         """Add a click at (y, x) on slice ``z``: positive adds the region it lands on, negative
         removes it. The slice becomes an anchor.
@@ -367,7 +392,11 @@ class Session:
         name: str,
     ) -> np.ndarray:
         target.source[z] = USER
-        target.confidence[z] = score
+        evidence = {"iou": float(score)}
+        if logits is not None:
+            evidence["stability"] = stability(logits)
+        target.evidence[z] = evidence
+        target.confidence[z] = combine(evidence)
         if logits is not None:
             self._logits[(target.label_id, z)] = logits
         else:
@@ -377,7 +406,7 @@ class Session:
             claimable = {
                 o.label_id
                 for o in self._objects.values()
-                if o.label_id != target.label_id and o.source.get(z) == PROPAGATED
+                if o.label_id != target.label_id and o.source.get(z) in DERIVED
             }
         self._apply(name, before, {z: paint(self.labels[z], target.label_id, mask, claimable)})
         return self.labels[z] == target.label_id
@@ -399,30 +428,39 @@ class Session:
         return action
 
     # -- propagation ------------------------------------------------------------------------------
+    @journaled
     def propagate(
         self,
         obj: int,
         z_range: tuple[int, int] | None = None,
         *,
+        from_slices: Iterable[int] | None = None,
         progress: Callable[[int, int], None] | None = None,
         cancel: Callable[[], bool] | None = None,
     ) -> PropagationSummary:
-        """Propagate ``obj`` from every slice the user prompted, in both directions.
+        """Propagate ``obj`` from the slices the user prompted, in both directions.
 
         Each next slice is prompted with the bounding box of the current mask (plus a margin of
         3 model pixels). Without ``z_range`` a walk stops when the object vanishes, its area
         jumps, it drifts away, or the model's confidence drops; with ``z_range`` (inclusive) the
         object is known to span the range and walks go to its ends. Between two anchors each
-        walks half way. Anchor slices are never overwritten; other objects' voxels are never
-        overwritten; slices this object had from an earlier propagation and no longer reaches
-        are cleared.
+        walks half way; where neither reaches a slice between them, or the model is unsure
+        there, the slice is filled by shape-based interpolation of the two anchors (see
+        ``PropagationParams.interpolate_below``). Anchor slices are never overwritten; other
+        objects' voxels are never overwritten; slices this object had from an earlier
+        propagation and no longer reaches are cleared.
 
         Args:
             obj: label id.
-            z_range: (first, last) inclusive slice range, or None.
+            z_range: (first, last) inclusive slice range, or None (for ``from_slices``: the
+                range of the object's last ranged propagation, if any).
+            from_slices: re-propagate only from these anchors (a correction on slice z:
+                ``from_slices=[z]``); each walk stops where the new mask equals the one already
+                there (Dice >= ``PropagationParams.converged_dice``), so the result changes
+                only as far as the correction reaches.
             progress: called as ``progress(done, total)`` after each slice.
             cancel: polled before each slice; when it returns True the propagation stops and
-                every change it made is rolled back (``summary.cancelled``).
+                nothing is changed (``summary.cancelled``).
         """
         with self._lock:
             t0 = time.perf_counter()
@@ -431,6 +469,8 @@ class Session:
             if not anchors:
                 raise PromptError(f"object {obj} has no prompted slice: add a box or a click first")
             nz = self.shape[0]
+            if z_range is None and from_slices is not None:
+                z_range = target.z_range
             constrained = z_range is not None
             if constrained:
                 lo, hi = sorted(self._check_z(v) for v in z_range)  # type: ignore[union-attr]
@@ -441,25 +481,30 @@ class Session:
                 raise PromptError(
                     f"object {obj}'s prompted slices {anchors} are all outside z_range ({lo}, {hi})"
                 )
-            walks = []
-            for i, a in enumerate(inside):
-                down_end = (inside[i - 1] + a) // 2 + 1 if i > 0 else lo
-                up_end = (a + inside[i + 1]) // 2 if i + 1 < len(inside) else hi
-                if a > down_end:
-                    walks.append((a, -1, down_end))
-                if a < up_end:
-                    walks.append((a, +1, up_end))
+            starts = set(inside)
+            if from_slices is not None:
+                wanted = {self._check_z(z) for z in from_slices}
+                not_anchor = sorted(wanted - set(anchors))
+                if not_anchor:
+                    raise PromptError(
+                        f"slices {not_anchor} are not prompted slices of object {obj} "
+                        f"(its prompted slices: {anchors})"
+                    )
+                starts = wanted & starts
+            walks = self._plan_walks(target, inside, starts, lo, hi)
             total = sum(abs(end - a) for a, _, end in walks)
             summary = PropagationSummary(target.label_id)
             before = self._state()
-            writes: dict[int, np.ndarray] = {}
             results: dict[int, Step] = {}
+            owned: set[int] = set()  # slices whose content this propagation decides
             done = 0
             margin = self.params.margin_model_px * self.model_px
+            partial = from_slices is not None
             for anchor, direction, end in walks:
                 seed = self.labels[anchor] == target.label_id
                 fallback = getattr(target.prompts.get(anchor), "box", None)
                 fallback_box = fallback.xyxy if fallback else mask_bbox(seed)
+                owned.update(range(anchor + direction, end + direction, direction))
                 for item in walk(
                     anchor,
                     seed,
@@ -476,6 +521,11 @@ class Session:
                         summary.seconds = time.perf_counter() - t0
                         return summary
                     if isinstance(item, Step):
+                        if partial and self._unchanged(target, item):
+                            where = "up" if direction > 0 else "down"
+                            summary.stops.append(f"from {anchor} {where}: unchanged at {item.z}")
+                            owned.difference_update(range(item.z, end + direction, direction))
+                            break
                         results[item.z] = item
                         done += 1
                         if progress is not None:
@@ -483,32 +533,160 @@ class Session:
                     else:
                         where = "up" if direction > 0 else "down"
                         summary.stops.append(f"from {anchor} {where}: {item.reason} at {item.z}")
-            # Commit: write reached slices, clear stale propagated ones in the range.
-            for z in range(lo, hi + 1):
+            # Brush strokes painted while the walks ran (napari writes into the label array
+            # directly) are adopted first: their slices become user slices and are kept.
+            self.sync_external_edits("paint", slices=owned)
+            filled = self._interpolation_fallback(target, inside, results, owned)
+            writes: dict[int, np.ndarray] = {}
+            for z in sorted(owned):
                 if target.source.get(z) == USER:
                     continue
                 step = results.get(z)
-                if step is not None:
+                if z in filled:
+                    writes[z] = paint(self.labels[z], target.label_id, filled[z])
+                    target.source[z] = INTERPOLATED
+                    target.evidence[z] = {"interpolated": 1.0}
+                    target.confidence[z] = INTERPOLATED_CONFIDENCE
+                    self._logits.pop((target.label_id, z), None)
+                elif step is not None:
                     writes[z] = paint(self.labels[z], target.label_id, step.mask)
                     target.source[z] = PROPAGATED
-                    target.confidence[z] = step.score
+                    target.evidence[z] = dict(step.evidence)
+                    target.confidence[z] = combine(step.evidence)
                     self._logits[(target.label_id, z)] = step.low_res_logits
-                elif target.source.get(z) == PROPAGATED:
+                elif target.source.get(z) in DERIVED:
                     writes[z] = paint(
                         self.labels[z], target.label_id, np.zeros(self.shape[1:], bool)
                     )
                     del target.source[z]
                     target.confidence.pop(z, None)
+                    target.evidence.pop(z, None)
                     self._logits.pop((target.label_id, z), None)
+            if z_range is not None:
+                target.z_range = (lo, hi)
             self._apply(f"propagate {obj}", before, writes)
-            summary.slices = sorted(results)
-            summary.confidence = {z: results[z].score for z in summary.slices}
+            summary.slices = sorted(z for z in results if z in writes and z not in filled)
+            summary.interpolated = sorted(filled)
+            summary.confidence = {z: target.confidence[z] for z in summary.slices}
             summary.seconds = time.perf_counter() - t0
             if progress is not None:
                 progress(total, total)
             return summary
 
+    def _plan_walks(
+        self, target: SegObject, anchors: list[int], starts: set[int], lo: int, hi: int
+    ) -> list[tuple[int, int, int]]:
+        """(anchor, direction, last slice) of each walk.
+
+        Between two anchors with a mask each walks half way. An anchor the user left empty
+        (the object is not there) does not walk: its neighbour walks up to it, and towards the
+        range end its side is cleared. In a re-propagation from ``starts`` only, an emptied
+        anchor's neighbours walk again too (their half grows).
+        """
+        present = {a: bool((self.labels[a] == target.label_id).any()) for a in anchors}
+        starts = set(starts)
+        for i, a in enumerate(anchors):
+            if a in starts and not present[a]:
+                starts.update(b for b in anchors[max(0, i - 1) : i + 2] if present[b])
+        walks = []
+        for i, a in enumerate(anchors):
+            if a not in starts:
+                continue
+            prev = anchors[i - 1] if i > 0 else None
+            nxt = anchors[i + 1] if i + 1 < len(anchors) else None
+            if prev is None:
+                down_end = lo
+            elif not present[a]:
+                down_end = a
+            elif not present[prev]:
+                down_end = prev + 1
+            else:
+                down_end = (prev + a) // 2 + 1
+            if nxt is None:
+                up_end = hi
+            elif not present[a]:
+                up_end = a
+            elif not present[nxt]:
+                up_end = nxt - 1
+            else:
+                up_end = (a + nxt) // 2
+            if a > down_end:
+                walks.append((a, -1, down_end))
+            if a < up_end:
+                walks.append((a, +1, up_end))
+        return walks
+
+    def _unchanged(self, target: SegObject, step: Step) -> bool:
+        """True when a re-propagated slice gives (nearly) the mask the object already has."""
+        if target.source.get(step.z) not in DERIVED:
+            return False
+        current = self.labels[step.z] == target.label_id
+        return dice(current, step.mask) >= self.params.converged_dice
+
+    def _interpolation_fallback(
+        self,
+        target: SegObject,
+        anchors: list[int],
+        results: dict[int, Step],
+        owned: set[int],
+    ) -> dict[int, np.ndarray]:
+        """Masks for slices between two anchors that no walk reached or where the model's
+        confidence is below ``params.interpolate_below``: shape-based interpolation of the two
+        anchors' masks."""
+        threshold = self.params.interpolate_below
+        out: dict[int, np.ndarray] = {}
+        for a, b in zip(anchors, anchors[1:]):
+            gap = [z for z in range(a + 1, b) if z in owned]
+            weak = [z for z in gap if z not in results or combine(results[z].evidence) < threshold]
+            if not weak:
+                continue
+            first = self.labels[a] == target.label_id
+            last = self.labels[b] == target.label_id
+            if not first.any() or not last.any():
+                continue  # an anchor the user emptied ends the object: nothing to bridge
+            masks = interpolate_masks(first, last, b - a - 1)
+            for z in weak:
+                out[z] = masks[z - a - 1]
+        return out
+
+    @journaled
+    def interpolate(self, obj: int) -> list[int]:
+        """Fill every slice between two consecutive prompted slices of ``obj`` by shape-based
+        interpolation of their masks (replacing propagated masks there; user slices are kept).
+
+        Interpolated slices get the confidence ``INTERPOLATED_CONFIDENCE`` (below the default
+        low-confidence threshold, so they are listed among the slices to check).
+
+        Returns:
+            the slices written.
+        """
+        with self._lock:
+            target = self._get(obj)
+            anchors = target.anchors
+            if len(anchors) < 2:
+                raise PromptError(
+                    f"object {obj} needs two prompted slices to interpolate between "
+                    f"(it has {anchors or 'none'})"
+                )
+            before = self._state()
+            writes: dict[int, np.ndarray] = {}
+            for a, b in zip(anchors, anchors[1:]):
+                if b - a < 2:
+                    continue
+                masks = interpolate_masks(
+                    self.labels[a] == target.label_id, self.labels[b] == target.label_id, b - a - 1
+                )
+                for z, mask in zip(range(a + 1, b), masks):
+                    writes[z] = paint(self.labels[z], target.label_id, mask)
+                    target.source[z] = INTERPOLATED
+                    target.evidence[z] = {"interpolated": 1.0}
+                    target.confidence[z] = INTERPOLATED_CONFIDENCE
+                    self._logits.pop((target.label_id, z), None)
+            self._apply(f"interpolate {obj}", before, writes)
+            return sorted(writes)
+
     # -- edits made outside the session ------------------------------------------------------------
+    @journaled
     def sync_external_edits(
         self, name: str = "paint", slices: Iterable[int] | None = None
     ) -> list[int]:
@@ -573,6 +751,7 @@ class Session:
         return min(ahead) if direction > 0 else max(ahead)
 
     # -- undo / redo ------------------------------------------------------------------------------
+    @journaled
     def undo(self) -> bool:
         """Undo the last action; False when there is nothing to undo."""
         with self._lock:
@@ -584,6 +763,7 @@ class Session:
             self._restore(action.state_before, action.slices)
             return True
 
+    @journaled
     def redo(self) -> bool:
         """Redo the last undone action; False when there is nothing to redo."""
         with self._lock:
@@ -610,6 +790,14 @@ class Session:
     @property
     def can_redo(self) -> bool:
         return self._history.can_redo
+
+    @classmethod
+    def restore(cls, path: str | Path, **kwargs) -> Session:
+        """Reopen an autosaved session from its sidecar folder (or its image's path): labels,
+        objects and prompts. See :func:`slicesam.engine.autosave.restore_session`."""
+        from .autosave import restore_session
+
+        return restore_session(path, **kwargs)
 
     def __repr__(self) -> str:
         return (

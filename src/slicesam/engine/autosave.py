@@ -1,0 +1,381 @@
+"""Autosave and recovery of sessions: where the sidecar goes, starting it, restoring from it.
+
+The sidecar (format: :mod:`slicesam.engine.journal`) is the folder ``<image>.slicesam/`` next
+to the image. When the image's folder is not writable, or the volume has no file, it goes to
+the user cache instead: ``$SLICESAM_CACHE_DIR/sessions/<key>`` when that variable is set, else
+``~/.cache/slicesam/sessions/<key>`` (``$XDG_CACHE_HOME`` honoured), where ``<key>`` hashes the
+image's absolute path (or, without a file, the volume's content).
+
+No torch, Qt or napari here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .. import __version__
+from ..errors import SliceSamError
+from ..io.volume import Volume
+from .cache import volume_fingerprint
+from .history import History
+from .journal import (
+    FORMAT,
+    HEADER,
+    JOURNAL,
+    VERSION,
+    Journal,
+    JournalError,
+    JournalState,
+    load_labels,
+    object_from_json,
+    read_journal,
+    to_jsonable,
+    torch_threads,
+    write_header,
+)
+from .propagation import PropagationParams
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..models.base import SegmentationModel
+    from .session import Session
+
+CACHE_ENV = "SLICESAM_CACHE_DIR"
+SUFFIX = ".slicesam"
+
+
+# -- where -----------------------------------------------------------------------------------------
+def sessions_cache_dir() -> Path:
+    """The folder of sidecars that cannot live next to their image."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser() / "sessions"
+    if sys.platform == "win32":  # pragma: no cover
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+        return base / "slicesam" / "cache" / "sessions"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base / "slicesam" / "sessions"
+
+
+def _key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def sidecar_candidates(image: str | Path | Volume | np.ndarray) -> list[Path]:
+    """Where the sidecar of ``image`` may be, in order of preference."""
+    if isinstance(image, (Volume, np.ndarray)):
+        path = image.path if isinstance(image, Volume) else None
+        if path is None:
+            data = image.data if isinstance(image, Volume) else image
+            return [sessions_cache_dir() / f"volume-{volume_fingerprint(data)}"]
+        image = path
+    path = Path(image).expanduser().absolute()
+    return [path.with_name(path.name + SUFFIX), sessions_cache_dir() / _key(str(path))]
+
+
+def _writable_dir(folder: Path) -> bool:
+    return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
+
+
+def sidecar_for(image: str | Path | Volume | np.ndarray) -> Path:
+    """The sidecar folder a new session on ``image`` writes to (see the module docstring)."""
+    candidates = sidecar_candidates(image)
+    if len(candidates) > 1 and _writable_dir(candidates[0].parent):
+        return candidates[0]
+    return candidates[-1]
+
+
+def is_sidecar(folder: str | Path) -> bool:
+    """True when ``folder`` holds a session header and a journal."""
+    folder = Path(folder)
+    return (folder / HEADER).is_file() and (folder / JOURNAL).is_file()
+
+
+def find_autosave(image: str | Path | Volume | np.ndarray) -> Path | None:
+    """The sidecar folder of an earlier session on ``image``, or None.
+
+    Looks next to the image and in the user cache; the most recently written one wins.
+    """
+    found = [c for c in sidecar_candidates(image) if is_sidecar(c)]
+    if not found:
+        return None
+    return max(found, key=lambda c: (c / JOURNAL).stat().st_mtime)
+
+
+def resolve_sidecar(path: str | Path) -> Path:
+    """A sidecar folder given itself or its image's path."""
+    path = Path(path).expanduser()
+    if is_sidecar(path):
+        return path
+    if path.is_dir() and (path / HEADER).is_file():
+        raise JournalError(f"{path} has a session header but no {JOURNAL}")
+    found = find_autosave(path)
+    if found is None:
+        where = ", ".join(str(c) for c in sidecar_candidates(path))
+        raise JournalError(f"no autosaved session for {path} (looked in {where})")
+    return found
+
+
+def _move_aside(folder: Path) -> Path | None:
+    """Keep an earlier sidecar under a timestamped name instead of overwriting it."""
+    if not folder.exists():
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = folder.with_name(f"{folder.name}-{stamp}")
+    n = 1
+    while target.exists():
+        target = folder.with_name(f"{folder.name}-{stamp}-{n}")
+        n += 1
+    folder.rename(target)
+    return target
+
+
+# -- start -----------------------------------------------------------------------------------------
+def session_header(
+    session: Session, image_path: str | Path | None = None, axis: int = 0
+) -> dict[str, Any]:
+    """The ``session.json`` content for ``session``."""
+    path = image_path if image_path is not None else session.volume.path
+    model = session.model
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "slicesam": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "image": {
+            "path": str(Path(path).expanduser().absolute()) if path is not None else None,
+            "axis": int(axis),
+            "shape": list(session.shape),
+            "dtype": str(session.volume.data.dtype),
+            "fingerprint": volume_fingerprint(session.volume.data),
+            "spacing": to_jsonable(session.volume.spacing),
+            "modality": session.volume.modality,
+        },
+        "labels": {"dtype": str(session.labels.dtype)},
+        "settings": {
+            "model": model.name,
+            "weights_sha256": model.weights_sha256,
+            "device": str(model.device),
+            "torch_threads": torch_threads(),
+            "window": [float(session.window[0]), float(session.window[1])],
+            "params": to_jsonable(session.params),
+            "overwrite": session.overwrite,
+        },
+    }
+
+
+def start_autosave(
+    session: Session,
+    target: str | Path | bool | None = True,
+    *,
+    image_path: str | Path | None = None,
+    axis: int = 0,
+    snapshot_every: int = 50,
+    durable: bool = True,
+) -> Journal | None:
+    """Start autosaving ``session`` and set ``session.autosave``.
+
+    Args:
+        session: a session with no journal yet.
+        target: True for the default place (:func:`sidecar_for` of ``image_path`` or the
+            session volume's file), or a sidecar folder path. An earlier sidecar there is
+            renamed ``<folder>-<date>-<time>`` (kept, never overwritten).
+        image_path: the image file (when the session volume does not carry it).
+        axis: the image axis the session slices along (0 unless the session sees a
+            transposed view of the file, as in the napari widget).
+        snapshot_every: write a full label snapshot after this many actions.
+        durable: fsync every write (survives power loss, not only a crash).
+
+    Returns:
+        the journal, or None when no folder could be written (a warning says why; the
+        session works on without autosave).
+    """
+    if target is None or target is False:
+        return None
+    if getattr(session, "autosave", None) is not None:
+        raise SliceSamError("this session already autosaves")
+    source = image_path if image_path is not None else session.volume.path
+    if target is True:
+        folder = sidecar_for(source if source is not None else session.volume)
+    else:
+        folder = Path(target).expanduser()
+    header = session_header(session, source, axis)
+    tried = [folder]
+    if target is True and source is not None:
+        tried = list(dict.fromkeys([folder, *sidecar_candidates(source)[1:]]))
+    for candidate in tried:
+        try:
+            _move_aside(candidate)
+            candidate.mkdir(parents=True)
+            write_header(candidate, header, durable=durable)
+        except OSError as exc:
+            last = exc
+            continue
+        journal = Journal(candidate, snapshot_every=snapshot_every, durable=durable)
+        journal.attach(session)
+        journal.start_new(session)
+        session.autosave = journal
+        return journal
+    warnings.warn(f"slicesam: autosave is off: cannot write {folder}: {last}", stacklevel=2)
+    return None
+
+
+# -- restore ---------------------------------------------------------------------------------------
+def load_state(session: Session, objects: dict[int, dict[str, Any]]) -> None:
+    """Give ``session`` these objects; its labels become what it last wrote; no undo history."""
+    session._objects = {int(k): object_from_json(int(k), v) for k, v in objects.items()}
+    reset_transient(session)
+
+
+def reset_transient(session: Session) -> None:
+    """Forget what a restore cannot bring back: undo history and the model's mask logits."""
+    session._shadow = np.array(session.labels, copy=True)
+    session._logits.clear()
+    session._history = History()
+
+
+def source_volume(header: dict[str, Any], image: str | Path | None = None) -> Volume:
+    """Load the session's image (``image`` overrides the recorded path) as the session saw it
+    (slicing axis first), checking its content against the recorded fingerprint."""
+    from ..io import load_volume
+
+    info = header["image"]
+    path = image if image is not None else info.get("path")
+    if path is None:
+        raise JournalError(
+            "the session was made on an in-memory volume (no image file); pass volume="
+        )
+    if not Path(path).is_file():
+        raise JournalError(f"the session's image {path} is missing; pass the image's new path")
+    volume = load_volume(path)
+    axis = int(info.get("axis", 0))
+    if axis:
+        volume = Volume(
+            data=np.moveaxis(volume.data, axis, 0),
+            spacing=tuple(volume.spacing[p] for p in (axis, *[i for i in range(3) if i != axis])),
+            modality=volume.modality,
+            path=volume.path,
+            geometry=volume.geometry,
+            unit=volume.unit,
+        )
+    check_volume(header, volume)
+    return volume
+
+
+def check_volume(header: dict[str, Any], volume: Volume | np.ndarray) -> None:
+    """Raise when ``volume`` is not the one the session was made on."""
+    data = volume.data if isinstance(volume, Volume) else np.asarray(volume)
+    info = header["image"]
+    if list(data.shape) != list(info["shape"]):
+        raise JournalError(
+            f"the image has shape {tuple(data.shape)}, the session was made on "
+            f"{tuple(info['shape'])}"
+        )
+    if volume_fingerprint(data) != info["fingerprint"]:
+        raise JournalError(
+            "the image's content differs from the one the session was made on "
+            f"(fingerprint {volume_fingerprint(data)} != {info['fingerprint']})"
+        )
+
+
+def settings_of(header: dict[str, Any], state: JournalState) -> tuple[PropagationParams, str]:
+    """The propagation params and overwrite mode in force after the journal's last record."""
+    settings = state.settings or header["settings"]
+    return PropagationParams(**settings["params"]), str(settings["overwrite"])
+
+
+def restore_session(
+    path: str | Path,
+    *,
+    model: str | SegmentationModel | None = None,
+    volume: Volume | np.ndarray | None = None,
+    image: str | Path | None = None,
+    labels: np.ndarray | None = None,
+    checkpoint: str | Path | None = None,
+    device: str | None = None,
+    resume: bool = True,
+    **session_kwargs: Any,
+) -> Session:
+    """Rebuild a session from its sidecar: labels, objects (names, lock state) and prompts.
+
+    Args:
+        path: the sidecar folder, or the image whose sidecar to find (:func:`find_autosave`).
+        model: a model instance or registry name (default: the recorded model name).
+        volume: the session's volume (default: the recorded image file, checked against the
+            recorded content fingerprint).
+        image: the image file, when it moved since the session was saved.
+        labels: an array to restore the labels into (e.g. a napari layer's data); a new one
+            when None.
+        checkpoint, device: for loading ``model`` by name (device default: "auto").
+        resume: keep autosaving into the same sidecar (a ``restore`` record marks the point).
+        **session_kwargs: passed to :class:`Session` (e.g. ``cache_bytes``).
+
+    The window, propagation params and overwrite mode are the recorded ones. Undo history and
+    mask logits are not restored. A model whose weights hash differs from the recorded one is
+    used with a warning (restoring needs no model output; replaying would).
+    """
+    from .session import Session
+
+    folder = resolve_sidecar(path)
+    state = read_journal(folder)
+    header = state.header
+    if volume is None:
+        volume = source_volume(header, image)
+    else:
+        check_volume(header, volume)
+    restored = load_labels(folder, state)
+    if labels is not None:
+        if labels.shape != restored.shape:
+            raise JournalError(f"labels shape {labels.shape} != the session's {restored.shape}")
+        if np.promote_types(labels.dtype, restored.dtype) != labels.dtype:
+            raise JournalError(f"the session's {restored.dtype} labels do not fit {labels.dtype}")
+        labels[...] = restored
+        restored = labels
+    params, overwrite = settings_of(header, state)
+    settings = header["settings"]
+    sess = Session(
+        volume,
+        model=model if model is not None else settings["model"],
+        checkpoint=checkpoint,
+        device=device or "auto",
+        window=tuple(settings["window"]),
+        labels=restored,
+        params=params,
+        overwrite=overwrite,
+        **session_kwargs,
+    )
+    load_state(sess, state.objects)
+    recorded = settings.get("weights_sha256", "")
+    if sess.model.weights_sha256 != recorded:
+        warnings.warn(
+            f"restoring a session made with {settings['model']} weights {recorded[:12]}… using "
+            f"{sess.model.name} weights {sess.model.weights_sha256[:12]}…; new masks come from "
+            "these weights",
+            stacklevel=2,
+        )
+    if resume:
+        journal = Journal(folder)
+        journal.attach(sess)
+        journal.resume(
+            sess,
+            state,
+            {
+                "model": sess.model.name,
+                "weights_sha256": sess.model.weights_sha256,
+                "device": str(sess.model.device),
+                "torch_threads": torch_threads(),
+            },
+        )
+        sess.autosave = journal
+    return sess
+
+
+load_session = restore_session

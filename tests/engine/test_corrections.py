@@ -1,0 +1,124 @@
+"""Corrections re-propagate only as far as they change the result; interpolation between
+anchors; confidence evidence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fakes import ball
+from slicesam.engine.interpolation import interpolate_masks, signed_distance
+from slicesam.engine.objects import INTERPOLATED, PROPAGATED, USER
+from slicesam.engine.session import INTERPOLATED_CONFIDENCE, Session
+from slicesam.errors import PromptError
+from slicesam.metrics import dice
+
+
+def _disk(shape, cy, cx, r):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+
+
+def test_interpolate_masks_morphs_between_two_disks():
+    a = _disk((40, 40), 10, 10, 4)
+    b = _disk((40, 40), 30, 30, 8)
+    mid = interpolate_masks(a, b, 3)[1]
+    expected = _disk((40, 40), 20, 20, 6)
+    assert dice(mid, expected) > 0.85
+    assert interpolate_masks(a, b, 0) == []
+
+
+def test_signed_distance_sign_and_empty():
+    m = _disk((20, 20), 10, 10, 5)
+    sd = signed_distance(m)
+    assert (sd[m] > 0).all() and (sd[~m] < 0).all()
+    assert (signed_distance(np.zeros((5, 5), bool)) < 0).all()
+
+
+def test_correction_repropagates_only_where_the_result_changes(two_balls, fake_model):
+    vol, a, _ = two_balls
+    sess = Session(vol, model=fake_model)
+    obj = sess.new_object()
+    sess.add_box(obj, 10, (8, 10, 28, 30))
+    sess.propagate(obj)
+    before = sess.labels.copy()
+    # a click on slice 7 (already well propagated): the new anchor's neighbours do not change
+    sess.add_point(obj, 7, 20, 18, positive=True)
+    calls = fake_model.predict_calls
+    summary = sess.propagate(obj, from_slices=[7])
+    assert fake_model.predict_calls - calls <= 2  # one slice each way, then "unchanged"
+    assert any("unchanged" in s for s in summary.stops)
+    np.testing.assert_array_equal(sess.labels, before)
+    assert sess.objects[obj].source[7] == USER
+
+
+def test_correction_that_removes_a_slice_ends_the_object_there(two_balls, fake_box_model):
+    vol, a, _ = two_balls
+    sess = Session(vol, model=fake_box_model)
+    obj = sess.new_object()
+    sess.add_box(obj, 10, (8, 10, 28, 30))
+    sess.propagate(obj)
+    assert (sess.labels[5] == obj).any()
+    sess.add_point(obj, 6, 20, 18, positive=False)  # remove the ball on slice 6
+    assert not (sess.labels[6] == obj).any()
+    sess.propagate(obj, from_slices=[6])
+    # slices below the emptied anchor that came from the first walk are cleared
+    assert not (sess.labels[:6] == obj).any()
+    assert (sess.labels[7:10] == obj).any(axis=(1, 2)).all()
+
+
+def test_from_slices_must_be_anchors(two_balls, fake_model):
+    vol, _, _ = two_balls
+    sess = Session(vol, model=fake_model)
+    obj = sess.new_object()
+    sess.add_box(obj, 10, (8, 10, 28, 30))
+    with pytest.raises(PromptError, match="not prompted slices"):
+        sess.propagate(obj, from_slices=[3])
+
+
+def test_unreached_gap_between_anchors_is_interpolated(fake_model):
+    # a ball whose middle slices are dark: propagation cannot cross them
+    shape = (20, 48, 64)
+    obj_mask = ball(shape, (10, 24, 32), 8)
+    vol = np.where(obj_mask, 200, 20).astype(np.uint8)
+    vol[9:12] = 20
+    sess = Session(vol, model=fake_model)
+    obj = sess.new_object()
+    sess.add_box(obj, 6, (20, 12, 44, 36))
+    sess.add_box(obj, 14, (20, 12, 44, 36))
+    summary = sess.propagate(obj)
+    assert summary.interpolated == [9, 10, 11]
+    src = sess.objects[obj].source
+    assert all(src[z] == INTERPOLATED for z in (9, 10, 11))
+    assert src[8] == PROPAGATED
+    assert sess.confidence(obj)[10] == INTERPOLATED_CONFIDENCE
+    assert dice(sess.labels[10] == obj, obj_mask[10]) > 0.8
+    assert sess.undo()
+    assert not (sess.labels[9:12] == obj).any()
+
+
+def test_interpolate_fills_between_user_slices(two_balls, fake_model):
+    vol, a, _ = two_balls
+    sess = Session(vol, model=fake_model)
+    obj = sess.new_object()
+    sess.add_box(obj, 6, (8, 10, 28, 30))
+    sess.add_box(obj, 14, (8, 10, 28, 30))
+    written = sess.interpolate(obj)
+    assert written == list(range(7, 14))
+    assert dice(sess.labels[7:14] == obj, a[7:14]) > 0.8  # linear: misses the bulge
+    other = sess.new_object()
+    sess.add_box(other, 8, (36, 14, 60, 34))
+    with pytest.raises(PromptError, match="two prompted slices"):
+        sess.interpolate(other)
+
+
+def test_confidence_evidence_is_recorded(two_balls, fake_model):
+    vol, _, _ = two_balls
+    sess = Session(vol, model=fake_model)
+    obj = sess.new_object()
+    sess.add_box(obj, 10, (8, 10, 28, 30))
+    sess.propagate(obj)
+    ev = sess.objects[obj].evidence
+    assert set(ev[10]) == {"iou", "stability"}
+    assert set(ev[11]) == {"iou", "stability", "agreement"}
+    assert 0.0 <= sess.confidence(obj)[11] <= 1.0

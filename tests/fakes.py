@@ -1,0 +1,76 @@
+"""Test doubles shared by the suite: a deterministic fake model (no torch) and ball masks.
+
+A plain module (not a conftest) so test files can import it by name: ``from fakes import ...``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from slicesam.models.base import Embedding, Prediction
+
+
+class FakeModel:
+    """A deterministic stand-in for a SAM-family model, for engine tests.
+
+    ``embed`` keeps the windowed slice; ``predict`` segments bright pixels (> 127): inside the
+    box when one is given, else the bright connected component under the positive clicks, minus
+    the components under negative clicks. The score is 0.9 for a non-empty mask (0.6 when a box
+    cuts through the object: its mask touches the box's border), 0.1 for an empty one.
+    """
+
+    input_scale_ref = 64
+
+    def __init__(self, box_only: bool = False) -> None:
+        self.name = "fake"
+        self.weights_sha256 = "0" * 64
+        self.device = "cpu"
+        self.box_only = box_only
+        self.embed_calls: list[int] = []
+        self.predict_calls = 0
+
+    def embed(self, image: np.ndarray) -> Embedding:
+        self.embed_calls.append(int(image.sum()))
+        return Embedding(image.copy(), image.shape, image.shape, image.nbytes)
+
+    def predict(
+        self,
+        embedding,
+        *,
+        box=None,
+        points=None,
+        point_labels=None,
+        mask_input=None,
+        multimask=False,
+    ) -> Prediction:
+        self.predict_calls += 1
+        bright = embedding.features > 127
+        mask = np.zeros_like(bright)
+        if box is not None:
+            x0, y0, x1, y1 = (int(round(v)) for v in box)
+            mask[y0 : y1 + 1, x0 : x1 + 1] = bright[y0 : y1 + 1, x0 : x1 + 1]
+        if points is not None and len(points) and not self.box_only:
+            comps, _ = ndimage.label(bright)
+            for (x, y), lab in zip(points, point_labels):
+                c = comps[int(round(y)), int(round(x))]
+                if c:
+                    mask = mask | (comps == c) if lab else mask & (comps != c)
+        k = 3 if multimask else 1
+        score = 0.9 if mask.any() else 0.1
+        if box is not None and mask.any():
+            inner = np.zeros_like(mask)
+            inner[y0 + 1 : y1, x0 + 1 : x1] = True
+            if (mask & ~inner).any():
+                score = 0.6
+        return Prediction(
+            np.repeat(mask[None], k, axis=0),
+            np.full(k, score, dtype=np.float32),
+            np.repeat(np.where(mask, 4.0, -4.0).astype(np.float32)[None], k, axis=0),
+        )
+
+
+def ball(shape, center, radius) -> np.ndarray:
+    zz, yy, xx = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    cz, cy, cx = center
+    return (zz - cz) ** 2 + (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
