@@ -14,8 +14,8 @@ from slicesam.models.base import Embedding, Prediction
 class FakeModel:
     """A deterministic stand-in for a SAM-family model, for engine tests.
 
-    ``embed`` keeps the windowed slice; ``predict`` segments bright pixels (> 127): inside the
-    box when one is given, else the bright connected component under the positive clicks, minus
+    ``embed`` keeps the windowed slice; ``predict`` segments bright pixels (> 127): the largest
+    bright component inside the box (continuous coordinates) when one is given, else the bright connected component under the positive clicks, minus
     the components under negative clicks. The score is 0.9 for a non-empty mask (0.6 when a box
     cuts through the object: its mask touches the box's border), 0.1 for an empty one.
     """
@@ -48,8 +48,15 @@ class FakeModel:
         bright = embedding.features > 127
         mask = np.zeros_like(bright)
         if box is not None:
-            x0, y0, x1, y1 = (int(round(v)) for v in box)
+            # continuous box coordinates: pixel i covers [i, i + 1), so it is inside when its
+            # centre i + 0.5 is; keep the largest bright component (one object per box)
+            x0, y0 = (max(0, int(np.ceil(v - 0.5))) for v in box[:2])
+            x1, y1 = (int(np.floor(v - 0.5)) for v in box[2:])
             mask[y0 : y1 + 1, x0 : x1 + 1] = bright[y0 : y1 + 1, x0 : x1 + 1]
+            comps, n = ndimage.label(mask)
+            if n > 1:
+                sizes = np.bincount(comps.ravel())[1:]
+                mask = comps == int(np.argmax(sizes)) + 1
         if points is not None and len(points) and not self.box_only:
             comps, _ = ndimage.label(bright)
             for (x, y), lab in zip(points, point_labels):

@@ -14,6 +14,7 @@ import numpy as np
 from ..engine.session import Session
 from ..metrics import dice, iou
 from ..models.base import SegmentationModel
+from ..models.geometry import longest_side_shape
 from .datasets import Dataset
 from .simulate import largest_slice, next_click_2d, next_click_3d, tight_box, z_extent
 
@@ -151,37 +152,45 @@ def _decode(sess: Session, z: int, box) -> tuple[np.ndarray, float]:
     return pred.masks[0], float(pred.scores[0])
 
 
+def medsam_box_from_mask(mask: np.ndarray, model_side: int, shift: float = 3.0):
+    """The next-slice box of MedSAM's own 3D inference: the bounding box of the previous
+    mask *resized to the model's input* (nearest neighbour, longest side ``model_side``),
+    grown by ``shift`` model pixels and clipped to the input; returned in slice pixels (the
+    backend scales it back exactly). None for an empty mask."""
+    import cv2
+
+    h, w = mask.shape
+    nh, nw = longest_side_shape(h, w, model_side)
+    small = cv2.resize(mask.astype(np.uint8), (nw, nh), interpolation=cv2.INTER_NEAREST)
+    ys, xs = np.nonzero(small)
+    if ys.size == 0:
+        return None
+    x0, x1 = max(0.0, xs.min() - shift), min(float(model_side), xs.max() + shift)
+    y0, y1 = max(0.0, ys.min() - shift), min(float(model_side), ys.max() + shift)
+    sx, sy = nw / w, nh / h
+    return x0 / sx, y0 / sy, x1 / sx, y1 / sy
+
+
 def baseline_medsam3d(run: Runner, label: int) -> dict:
     """MedSAM's own 3D inference on P1's prompt (the reference every P1 figure is set against).
 
     The middle slice gets the 3D box's 2D extent; every further slice the bounding box of the
-    previous slice's mask plus 3 model pixels, or the 3D box when that mask is empty; only
-    inside the z range.
+    previous slice's mask at model scale plus 3 model pixels (:func:`medsam_box_from_mask`),
+    or the 3D box when that mask is empty; only inside the z range.
     """
     gt = run.gt(label)
     z0, z1 = z_extent(gt)
     mid = (z0 + z1) // 2
     box3d = tight_box(gt)
     sess = run.session()
-    margin = 3.0 * sess.model_px
-    h, w = gt.shape[1:]
+    side = sess.model.input_scale_ref
     out = np.zeros_like(gt)
     out[mid], _ = _decode(sess, mid, box3d)
     for direction, end in ((1, z1), (-1, z0)):
         prev = out[mid]
         for z in range(mid + direction, end + direction, direction):
-            box = tight_box(prev)
-            if box is None:
-                box = box3d
-            else:
-                x0, y0, x1, y1 = box
-                box = (
-                    max(0.0, x0 - margin),
-                    max(0.0, y0 - margin),
-                    min(w - 1.0, x1 + margin),
-                    min(h - 1.0, y1 + margin),
-                )
-            out[z], _ = _decode(sess, z, box)
+            box = medsam_box_from_mask(prev, side)
+            out[z], _ = _decode(sess, z, box3d if box is None else box)
             prev = out[z]
     return {"dice": dice(out, gt)}
 

@@ -16,16 +16,36 @@ def mask_bbox(mask: np.ndarray) -> BoxXYXY | None:
     return float(cols[0]), float(rows[0]), float(cols[-1]), float(rows[-1])
 
 
-def expand_box(box: BoxXYXY, margin: float, shape: tuple[int, int]) -> BoxXYXY:
-    """Grow ``box`` by ``margin`` pixels on each side, clipped to a (height, width) slice."""
+def pixel_extent(box: BoxXYXY) -> BoxXYXY:
+    """An inclusive-index box (x0, y0, x1, y1) as the continuous extent of its pixels,
+    (x0, y0, x1 + 1, y1 + 1): what a box prompt means to a SAM-family model, whose
+    coordinates are continuous (pixel i covers [i, i + 1)). A tight box on the last pixel
+    index cuts that pixel's far half off, which makes the model under-segment (on the MR
+    abdomen's spleen: 2D Dice 0.05 against 0.93 for the same box as a pixel extent)."""
+    x0, y0, x1, y1 = box
+    return x0, y0, x1 + 1.0, y1 + 1.0
+
+
+def expand_box(box: BoxXYXY, margin: float, shape: tuple[int, int], edge: float = 0.0) -> BoxXYXY:
+    """Grow ``box`` by ``margin`` pixels on each side, clipped to a (height, width) slice
+    (its last pixel index plus ``edge``: 1 for a box in pixel-extent coordinates)."""
     x0, y0, x1, y1 = box
     h, w = shape
     return (
         max(0.0, x0 - margin),
         max(0.0, y0 - margin),
-        min(w - 1.0, x1 + margin),
-        min(h - 1.0, y1 + margin),
+        min(w - 1.0 + edge, x1 + margin),
+        min(h - 1.0 + edge, y1 + margin),
     )
+
+
+def clamp_box(box: BoxXYXY, bound: BoxXYXY) -> BoxXYXY:
+    """``box`` intersected with ``bound``; ``bound`` itself when they do not overlap."""
+    x0, y0 = max(box[0], bound[0]), max(box[1], bound[1])
+    x1, y1 = min(box[2], bound[2]), min(box[3], bound[3])
+    if x1 <= x0 or y1 <= y0:
+        return bound
+    return x0, y0, x1, y1
 
 
 def clip_box(box: BoxXYXY, shape: tuple[int, int]) -> BoxXYXY | None:

@@ -22,14 +22,14 @@ from ..metrics import dice
 from ..models.base import Embedding, Prediction, SegmentationModel
 from ..prompts import Box, Point, make_box
 from .cache import EmbeddingCache, volume_fingerprint
-from .clicks import box_only_click, point_model_click
+from .clicks import CLICK_STRATEGIES, box_only_click, point_model_click
 from .confidence import combine, stability
 from .history import Action, History, SliceDiff
 from .interpolation import interpolate_masks
 from .journal import Journal, journaled
-from .masks import clip_box, mask_bbox, paint
+from .masks import clip_box, expand_box, mask_bbox, paint, pixel_extent
 from .objects import DERIVED, INTERPOLATED, PROPAGATED, USER, SegObject, SlicePrompts
-from .propagation import PropagationParams, Step, walk
+from .propagation import PropagationParams, Step, predict_box, walk
 
 UINT16_MAX = np.iinfo(np.uint16).max
 #: Confidence given to interpolated slices (below the default low-confidence threshold 0.7).
@@ -106,7 +106,14 @@ class Session:
         cache_bytes: int = 2 * 1024**3,
         overwrite: str = "propagated",
         autosave: str | Path | bool | None = None,
+        click_strategy: str = "consistent",
     ) -> None:
+        if click_strategy not in CLICK_STRATEGIES:
+            raise SliceSamError(
+                f"click_strategy must be one of {CLICK_STRATEGIES}, got {click_strategy!r}"
+            )
+        #: How clicks drive a box-only model (see :func:`slicesam.engine.clicks.box_only_click`).
+        self.click_strategy = click_strategy
         if overwrite not in ("propagated", "none"):
             raise SliceSamError(f"overwrite must be 'propagated' or 'none', got {overwrite!r}")
         self.overwrite = overwrite
@@ -329,17 +336,16 @@ class Session:
                     f"(x 0..{self.shape[2] - 1}, y 0..{self.shape[1] - 1})"
                 )
             b = Box(z, *clipped)
-            pred = self._predict(z, box=b.xyxy)
+            pred = predict_box(
+                lambda **kw: self._predict(z, **kw),
+                pixel_extent(b.xyxy),
+                self._jitter_px(self.params.box_jitter_model_px),
+                self.shape[1:],
+            )
             before = self._state()
             target.prompts[z] = SlicePrompts(box=b)
             return self._write_user_slice(
-                target,
-                z,
-                pred.masks[0],
-                float(pred.scores[0]),
-                pred.low_res_logits[0],
-                before,
-                f"box on {z}",
+                target, z, pred.mask, pred.score, pred.low_res_logits, before, f"box on {z}"
             )
 
     @journaled
@@ -364,12 +370,20 @@ class Session:
             predict = lambda **kw: self._predict(z, **kw)  # noqa: E731
             if self.model.box_only:
                 current = self.labels[z] == target.label_id
-                mask, score = box_only_click(predict, current, point, self.model_px)
+                mask, score = box_only_click(
+                    predict,
+                    current,
+                    point,
+                    self.model_px,
+                    clicks=prompts.points,
+                    hint=None if current.any() else self._neighbour_mask(target, z),
+                    strategy=self.click_strategy,
+                )
                 logits = None
             else:
                 pred = point_model_click(
                     predict,
-                    prompts.box.xyxy if prompts.box else None,
+                    pixel_extent(prompts.box.xyxy) if prompts.box else None,
                     prompts.points,
                     self._logits.get((target.label_id, z)),
                 )
@@ -380,6 +394,24 @@ class Session:
             return self._write_user_slice(
                 target, z, mask, score, logits, before, f"click {sign} on {z}"
             )
+
+    def _unit_slice(self, z: int) -> np.ndarray:
+        """Slice ``z`` windowed as the model sees it, as float32 in 0-1."""
+        return apply_window(self.volume.data[z], self.window).astype(np.float32) / 255.0
+
+    def _jitter_px(self, model_px: tuple[float, ...]) -> tuple[float, ...]:
+        """Box offsets in model-input pixels -> slice pixels."""
+        return tuple(float(d) * self.model_px for d in model_px) or (0.0,)
+
+    def _neighbour_mask(self, target: SegObject, z: int) -> np.ndarray | None:
+        """The object's mask on the nearest non-empty slice within 3 of ``z`` (a size hint)."""
+        for d in (1, 2, 3):
+            for zz in (z - d, z + d):
+                if 0 <= zz < self.shape[0]:
+                    mask = self.labels[zz] == target.label_id
+                    if mask.any():
+                        return mask
+        return None
 
     def _write_user_slice(
         self,
@@ -504,17 +536,24 @@ class Session:
                 seed = self.labels[anchor] == target.label_id
                 fallback = getattr(target.prompts.get(anchor), "box", None)
                 fallback_box = fallback.xyxy if fallback else mask_bbox(seed)
+                bound = None
+                if constrained and fallback is not None and self.params.bound_by_box:
+                    bound = expand_box(pixel_extent(fallback.xyxy), margin, self.shape[1:], 1.0)
                 owned.update(range(anchor + direction, end + direction, direction))
                 for item in walk(
                     anchor,
                     seed,
                     direction,
                     end,
-                    lambda z, box: self._predict(z, box=box),
+                    self._predict,
                     margin_px=margin,
                     params=self.params,
                     constrained=constrained,
                     fallback_box=fallback_box,
+                    start_logits=self._logits.get((target.label_id, anchor)),
+                    bound=bound,
+                    jitter_px=self._jitter_px(self.params.jitter_model_px),
+                    image=self._unit_slice,
                 ):
                     if cancel is not None and cancel():
                         summary.cancelled = True

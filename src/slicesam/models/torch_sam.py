@@ -11,12 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import Embedding, Prediction
-
-
-def longest_side_shape(height: int, width: int, long_side: int) -> tuple[int, int]:
-    """(h, w) after scaling so the longest side is ``long_side`` (rounded half up)."""
-    scale = long_side / max(height, width)
-    return int(height * scale + 0.5), int(width * scale + 0.5)
+from .geometry import longest_side_shape  # noqa: F401  (re-exported for the backends)
 
 
 class TorchSamFamilyModel:
