@@ -15,8 +15,9 @@ class FakeModel:
     """A deterministic stand-in for a SAM-family model, for engine tests.
 
     ``embed`` keeps the windowed slice; ``predict`` segments bright pixels (> 127): the largest
-    bright component inside the box (continuous coordinates) when one is given, else the bright connected component under the positive clicks, minus
-    the components under negative clicks. The score is 0.9 for a non-empty mask (0.6 when a box
+    bright component inside the box (continuous coordinates) when one is given, else the
+    bright connected component under the positive clicks, minus the components under
+    negative clicks. The score is 0.9 for a non-empty mask (0.6 when a box
     cuts through the object: its mask touches the box's border), 0.1 for an empty one.
     """
 

@@ -48,18 +48,25 @@ def confidence_agreement(rows: list[dict]) -> dict:
     }
 
 
+def _mean_at(per_object: list[dict[str, float]]) -> dict[str, float]:
+    """Mean per click count, over the click counts every object reports (runs with fewer
+    clicks than a reported count leave it out)."""
+    keys = set.intersection(*(set(d) for d in per_object))
+    return {k: _mean([d[k] for d in per_object]) for k in sorted(keys, key=int)}
+
+
 def summarize(objects: dict[str, dict]) -> dict:
     """Mean over objects of every reported figure of one dataset."""
     out: dict = {"n_objects": len(objects)}
     per = list(objects.values())
-    for key in ("P1", "P2", "medsam3d", "oracle"):
+    for key in ("P1", "P2", "medsam3d", "oracle", "oracle_extent"):
         vals = [o[key]["dice"] for o in per if key in o]
         if vals:
             out[key] = _mean(vals)
     p3 = [o["P3"] for o in per if "P3" in o]
     if p3:
         out["P3"] = {
-            "dice_at": {str(k): _mean([r["dice_at"][str(k)] for r in p3]) for k in P3_REPORT_AT},
+            "dice_at": _mean_at([r["dice_at"] for r in p3]),
             "dice_curve": np.mean([r["dice_curve"] for r in p3], axis=0).tolist(),
             "noc85": _mean([r["noc85"] for r in p3]),
             "noc90": _mean([r["noc90"] for r in p3]),
@@ -67,7 +74,7 @@ def summarize(objects: dict[str, dict]) -> dict:
     p4 = [o["P4"] for o in per if "P4" in o]
     if p4:
         out["P4"] = {
-            "iou_at": {str(k): _mean([r["iou_at"][str(k)] for r in p4]) for k in P4_REPORT_AT},
+            "iou_at": _mean_at([r["iou_at"] for r in p4]),
             "iou_curve": np.mean([r["iou_curve"] for r in p4], axis=0).tolist(),
             "noc85": _mean([r["noc85"] for r in p4]),
             "noc90": _mean([r["noc90"] for r in p4]),
@@ -88,9 +95,9 @@ def _f(value, digits: int = 3) -> str:
 def markdown(result: dict) -> str:
     """The Markdown tables of a benchmark result (as written to BENCHMARKS.md)."""
     lines = [
-        "| dataset | objects | P1 ours | MedSAM 3D inf. (P1) | oracle | P2 | P3 @0 | @1 | @3 | @5 | @10"
-        " | NoC85 | NoC90 | P4 NoC85 | NoC90 | IoU@1 | @3 | @5 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| dataset | objects | P1 ours | MedSAM 3D inf. (P1) | oracle | oracle (extent boxes) | P2"
+        " | P3 @0 | @1 | @3 | @5 | @10 | NoC85 | NoC90 | P4 NoC85 | NoC90 | IoU@1 | @3 | @5 |",
+        "|---" * 19 + "|",
     ]
     for name, ds in result["datasets"].items():
         s = ds["summary"]
@@ -104,6 +111,7 @@ def markdown(result: dict) -> str:
             _f(s.get("P1")),
             _f(s.get("medsam3d")),
             _f(s.get("oracle")),
+            _f(s.get("oracle_extent")),
             _f(s.get("P2")),
             *[_f(at3.get(str(k))) for k in P3_REPORT_AT],
             _f(p3.get("noc85"), 1),
@@ -117,7 +125,8 @@ def markdown(result: dict) -> str:
         "",
         "Per-slice confidence vs true per-slice Dice (slices written by propagation and prompts):",
         "",
-        "| dataset | protocol | slices | Pearson r | Spearman ρ | Dice of weakest 20 % | Dice of rest |",
+        "| dataset | protocol | slices | Pearson r | Spearman ρ | Dice of weakest 20 %"
+        " | Dice of rest |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, ds in result["datasets"].items():

@@ -91,6 +91,10 @@ class Session:
         autosave: True to save the session after every action to a sidecar next to the image
             (or in the user cache; see :mod:`slicesam.engine.autosave`), a sidecar folder
             path, or None (default) for no autosave. :meth:`restore` reopens it.
+        click_strategy: how clicks edit a mask on a box-only model such as LiteMedSAM:
+            "adaptive" (default), "local" or "region"; see
+            :func:`slicesam.engine.clicks.box_only_click`. Models that take point prompts
+            (SAM, MobileSAM) use the clicks as prompts instead.
     """
 
     def __init__(
@@ -106,7 +110,7 @@ class Session:
         cache_bytes: int = 2 * 1024**3,
         overwrite: str = "propagated",
         autosave: str | Path | bool | None = None,
-        click_strategy: str = "consistent",
+        click_strategy: str = "adaptive",
     ) -> None:
         if click_strategy not in CLICK_STRATEGIES:
             raise SliceSamError(
@@ -375,10 +379,11 @@ class Session:
                     current,
                     point,
                     self.model_px,
-                    clicks=prompts.points,
-                    hint=None if current.any() else self._neighbour_mask(target, z),
                     strategy=self.click_strategy,
+                    hint=None if current.any() else self._neighbour_mask(target, z),
                 )
+                if score is None:  # an edit of the mask: as sure as the mask was
+                    score = target.confidence.get(z, 1.0)
                 logits = None
             else:
                 pred = point_model_click(
@@ -404,11 +409,11 @@ class Session:
         return tuple(float(d) * self.model_px for d in model_px) or (0.0,)
 
     def _neighbour_mask(self, target: SegObject, z: int) -> np.ndarray | None:
-        """The object's mask on the nearest non-empty slice within 3 of ``z`` (a size hint)."""
-        for d in (1, 2, 3):
-            for zz in (z - d, z + d):
-                if 0 <= zz < self.shape[0]:
-                    mask = self.labels[zz] == target.label_id
+        """The object's mask on the nearest non-empty slice within 2 of ``z``, if any."""
+        for d in (1, 2):
+            for near in (z - d, z + d):
+                if 0 <= near < self.shape[0]:
+                    mask = self.labels[near] == target.label_id
                     if mask.any():
                         return mask
         return None
@@ -540,6 +545,7 @@ class Session:
                 if constrained and fallback is not None and self.params.bound_by_box:
                     bound = expand_box(pixel_extent(fallback.xyxy), margin, self.shape[1:], 1.0)
                 owned.update(range(anchor + direction, end + direction, direction))
+                last = seed  # the mask of the slice before the one the walk is at
                 for item in walk(
                     anchor,
                     seed,
@@ -559,19 +565,25 @@ class Session:
                         summary.cancelled = True
                         summary.seconds = time.perf_counter() - t0
                         return summary
+                    where = "up" if direction > 0 else "down"
                     if isinstance(item, Step):
-                        if partial and self._unchanged(target, item):
-                            where = "up" if direction > 0 else "down"
-                            summary.stops.append(f"from {anchor} {where}: unchanged at {item.z}")
+                        settled = self._settled(target, item, last) if partial else None
+                        if settled is not None:
+                            summary.stops.append(f"from {anchor} {where}: {settled} at {item.z}")
                             owned.difference_update(range(item.z, end + direction, direction))
                             break
                         results[item.z] = item
+                        last = item.mask
                         done += 1
                         if progress is not None:
                             progress(done, total)
                     else:
-                        where = "up" if direction > 0 else "down"
                         summary.stops.append(f"from {anchor} {where}: {item.reason} at {item.z}")
+                        if partial and seed.any():
+                            # a correction re-walks only as far as it improves the result:
+                            # what lies beyond a stop keeps the masks it had
+                            owned.difference_update(range(item.z, end + direction, direction))
+            owned.update(self._beyond_emptied_ends(target, inside, starts, lo, hi))
             # Brush strokes painted while the walks ran (napari writes into the label array
             # directly) are adopted first: their slices become user slices and are kept.
             self.sync_external_edits("paint", slices=owned)
@@ -655,12 +667,35 @@ class Session:
                 walks.append((a, +1, up_end))
         return walks
 
-    def _unchanged(self, target: SegObject, step: Step) -> bool:
-        """True when a re-propagated slice gives (nearly) the mask the object already has."""
+    def _settled(self, target: SegObject, step: Step, last: np.ndarray) -> str | None:
+        """Why a re-walk from a corrected slice should stop at ``step`` (None: go on).
+
+        It stops where the new mask is (nearly) the one already there, or where the mask
+        already there agrees at least as well with the slice before (``last``, already
+        re-walked) as the new one does: the correction no longer improves anything.
+        """
         if target.source.get(step.z) not in DERIVED:
-            return False
+            return None
         current = self.labels[step.z] == target.label_id
-        return dice(current, step.mask) >= self.params.converged_dice
+        if dice(current, step.mask) >= self.params.converged_dice:
+            return "unchanged"
+        if current.any() and dice(current, last) >= dice(step.mask, last):
+            return "no better than before"
+        return None
+
+    def _beyond_emptied_ends(
+        self, target: SegObject, anchors: list[int], starts: set[int], lo: int, hi: int
+    ) -> set[int]:
+        """Slices past an emptied first/last anchor (the user says the object ends there):
+        what propagation wrote there came through that slice and is cleared."""
+        out: set[int] = set()
+        if not anchors:
+            return out
+        first, last = anchors[0], anchors[-1]
+        for a, span in ((first, range(lo, first)), (last, range(last + 1, hi + 1))):
+            if a in starts and not (self.labels[a] == target.label_id).any():
+                out.update(z for z in span if target.source.get(z) in DERIVED)
+        return out
 
     def _interpolation_fallback(
         self,
