@@ -107,6 +107,26 @@ def test_propagate_fills_the_volume_with_progress(started, qtbot):
     assert "mean confidence" in widget.confidence_label.text()
 
 
+@pytest.mark.parametrize("repropagate", [True, False])
+def test_a_correction_re_propagates_from_its_slice(started, qtbot, repropagate):
+    viewer, widget, a, _ = started
+    widget.repropagate_check.setChecked(repropagate)
+    widget.points_layer.add([[10, 20, 18]])
+    wait(qtbot, widget)
+    widget.propagate()
+    wait(qtbot, widget)
+    top = int(np.flatnonzero(a.any(axis=(1, 2))).max())
+    assert (widget.labels_layer.data[top - 1 :] == 1).any()
+    widget.toggle_polarity()
+    widget.points_layer.add([[top - 2, 20, 18]])  # the user ends the object two slices lower
+    wait(qtbot, widget)
+    labels = widget.labels_layer.data
+    assert not (labels[top - 2] == 1).any()
+    beyond = (labels[top - 1 :] == 1).any()
+    assert beyond != repropagate, "only a re-propagation clears the slices past the new end"
+    assert (labels[: top - 2] == 1).any(), "the rest of the object stays"
+
+
 def test_cancel_leaves_no_half_written_object(started, qtbot):
     viewer, widget, a, _ = started
     widget.points_layer.add([[10, 20, 18]])

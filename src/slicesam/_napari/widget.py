@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -199,6 +200,13 @@ class SliceSamWidget(QWidget):
         self.progress = QProgressBar()
         self.progress.setValue(0)
         vbox.addWidget(self.progress)
+        self.repropagate_check = QCheckBox("corrections re-propagate")
+        self.repropagate_check.setToolTip(
+            "after a click or box on a propagated object, update the neighbouring slices "
+            "outward from that slice for as long as the result changes"
+        )
+        self.repropagate_check.setChecked(True)
+        vbox.addWidget(self.repropagate_check)
         vbox.addLayout(button_row([("Undo", self.undo), ("Redo", self.redo)]))
         row = QHBoxLayout()
         row.addWidget(QLabel("weak below"))
@@ -507,6 +515,23 @@ class SliceSamWidget(QWidget):
 
         return job
 
+    def _correcting(self, prompt, z: int):
+        """``prompt(session, obj)`` followed, when the object was already propagated and
+        "corrections re-propagate" is on, by a re-walk outward from slice ``z``
+        (``propagate(obj, from_slices=[z])``), which stops where the result no longer
+        changes. Returns what ``prompt`` returned."""
+        enabled = self.repropagate_check.isChecked()
+
+        def action(session: Session, obj: int):
+            was_propagated = enabled and session.objects[obj].has_derived_slices()
+            result = prompt(session, obj)
+            if was_propagated:
+                summary = session.propagate(obj, from_slices=[z], cancel=self._cancel.is_set)
+                self.runner.message.emit(str(summary))
+            return result
+
+        return action
+
     def _added_items(self, event: Any) -> list[int]:
         """Indices of items the user just added to a prompts layer (none while we redraw)."""
         if self._rendering or self.session is None or getattr(event, "action", None) != "added":
@@ -519,7 +544,9 @@ class SliceSamWidget(QWidget):
             z, positive = int(round(z)), self.positive
             self._run(
                 self._for_object(
-                    lambda s, obj, z=z, y=y, x=x, p=positive: s.add_point(obj, z, y, x, p)
+                    self._correcting(
+                        lambda s, obj, z=z, y=y, x=x, p=positive: s.add_point(obj, z, y, x, p), z
+                    )
                 ),
                 f"{'+' if positive else '-'} click on slice {z}",
                 slices=[z],
@@ -532,7 +559,9 @@ class SliceSamWidget(QWidget):
                 continue
             z, box = rectangle_to_box(self.shapes_layer.data[index], self.axes)
             self._run(
-                self._for_object(lambda s, obj, z=z, box=box: s.add_box(obj, z, box)),
+                self._for_object(
+                    self._correcting(lambda s, obj, z=z, box=box: s.add_box(obj, z, box), z)
+                ),
                 f"box on slice {z}",
                 slices=[z],
             )

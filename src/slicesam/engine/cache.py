@@ -1,8 +1,8 @@
 """In-memory LRU cache of slice embeddings with a byte budget.
 
 Entries are keyed by slice index within one signature (volume content, axis, intensity window,
-model name and weights hash). A cache created for one signature refuses lookups under another,
-so a window or model change can never reuse stale embeddings.
+model name, weights hash and encoder variant). A cache created for one signature refuses
+lookups under another, so a window or model change can never reuse stale embeddings.
 """
 
 from __future__ import annotations

@@ -54,5 +54,9 @@ class SegObject:
         """Sorted slices the user prompted."""
         return sorted(z for z, s in self.source.items() if s == USER)
 
+    def has_derived_slices(self) -> bool:
+        """True when propagation or interpolation wrote any slice of the object."""
+        return any(s in DERIVED for s in self.source.values())
+
     def clone(self) -> SegObject:
         return copy.deepcopy(self)

@@ -158,6 +158,8 @@ class Session:
                 f"{self.window[0]:g},{self.window[1]:g}",
                 model.name,
                 model.weights_sha256,
+                # the fast and the reference encoder give slightly different features
+                getattr(model, "encoder_variant", "reference"),
             ]
         )
         self.cache = EmbeddingCache(signature, max_bytes=cache_bytes)
