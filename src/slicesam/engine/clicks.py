@@ -137,13 +137,13 @@ def box_only_click(
       under it;
     - ``"region"``: adds or removes the structure under the click (:func:`region_at_click`).
 
-    Chosen by the 2D correction benchmark (``benchmarks/click_strategies.py``, BENCHMARKS.md):
-    starting from LiteMedSAM's masks for sloppy boxes, 5 error-driven clicks raise the mean
-    IoU from 0.68 to 0.80 with local edits, while every model-driven edit we tried (the
-    structure under the click, re-fitting the box around the corrected mask, cutting the box
-    at a negative click, choosing among them by consistency with the clicks) *lowered* it
-    (0.53-0.72): the box-trained model's answer to a new box is not reliably closer to what
-    the user means than the mask it already gave.
+    Chosen by ``benchmarks/click_strategies.py`` (2D corrections from sloppy-box masks, and
+    P3; figures in BENCHMARKS.md). Earlier experiments with model-driven edits (re-fitting the
+    box around the corrected mask, cutting the box at a negative click, choosing among
+    candidates by consistency with the clicks) lowered the 2D IoU after 5 clicks (0.53-0.72
+    against 0.80 for local edits, from 0.68): the box-trained model's answer to a new box is
+    not reliably closer to what the user means than the mask it already gave, so they were
+    dropped.
     """
     if strategy not in CLICK_STRATEGIES:
         raise ValueError(f"unknown click strategy {strategy!r}; choose from {CLICK_STRATEGIES}")
