@@ -152,6 +152,13 @@ def replay_session(
             f"{settings.get('weights_sha256')!r}, the replay uses {model.name} weights "
             f"{model.weights_sha256!r}; the labels will differ"
         )
+    recorded_variant = settings.get("encoder_variant")
+    variant = getattr(model, "encoder_variant", "reference")
+    if recorded_variant not in (None, variant):
+        notes.append(
+            f"the session's embeddings came from the {recorded_variant} encoder, the replay's "
+            f"from the {variant} one (SLICESAM_FAST_ENCODER): the labels may differ slightly"
+        )
     want = threads if threads is not None else settings.get("torch_threads")
     got = _set_torch_threads(want)
     if want and got is not None and got != want:
@@ -174,6 +181,7 @@ def replay_session(
         labels=initial,
         params=PropagationParams(**settings0["params"]),
         overwrite=settings0["overwrite"],
+        click_strategy=settings.get("click_strategy", "adaptive"),
     )
     load_state(sess, opening.get("objects") or {})
 

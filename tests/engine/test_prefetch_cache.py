@@ -5,6 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
+
+from fakes import FakeModel
 from slicesam.engine import Session
 from slicesam.engine.cache import EmbeddingCache
 from slicesam.engine.prefetch import Prefetcher, nearest_first
@@ -103,3 +106,52 @@ def test_prefetch_errors_are_reported_not_raised():
     pre.stop()
     assert isinstance(pre.error, RuntimeError)
     assert any("failed" in s for s in statuses)
+
+
+class PackingModel(FakeModel):
+    """The fake model with the pack/unpack pair the on-disk cache needs."""
+
+    def pack(self, emb: Embedding) -> dict:
+        return {"features": emb.features, "sizes": np.array([*emb.original_size, *emb.input_size])}
+
+    def unpack(self, arrays: dict) -> Embedding:
+        h0, w0, h1, w1 = (int(v) for v in arrays["sizes"])
+        return Embedding(arrays["features"], (h0, w0), (h1, w1), arrays["features"].nbytes)
+
+
+def test_disk_cache_makes_a_second_session_start_warm(two_balls, tmp_path):
+    vol, a, _ = two_balls
+    first = PackingModel()
+    sess = Session(vol, model=first, disk_cache=tmp_path)
+    obj = sess.new_object()
+    sess.add_point(obj, 10, 20, 18)
+    sess.propagate(obj)
+    embedded = len(first.embed_calls)
+    assert embedded > 5
+    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert "fake" in (folder / "signature.txt").read_text()
+    assert len(list(folder.glob("z*.npz"))) == embedded
+
+    second = PackingModel()
+    again = Session(vol, model=second, disk_cache=tmp_path)
+    obj = again.new_object()
+    again.add_point(obj, 10, 20, 18)
+    again.propagate(obj)
+    assert second.embed_calls == [], "every slice came from disk"
+    assert again.cache.disk_hits == embedded
+    assert np.array_equal(again.labels, sess.labels)
+
+    other_window = Session(vol, model=PackingModel(), disk_cache=tmp_path, window=(0, 100))
+    assert other_window.cache.store.folder != folder, "another window is another signature"
+
+
+def test_unreadable_disk_entries_are_recomputed(two_balls, tmp_path):
+    vol, _, _ = two_balls
+    sess = Session(vol, model=PackingModel(), disk_cache=tmp_path)
+    sess.embed(3)
+    (path,) = sess.cache.store.folder.glob("z00003.npz")
+    path.write_bytes(b"truncated")
+    model = PackingModel()
+    again = Session(vol, model=model, disk_cache=tmp_path)
+    assert again.embed(3) is not None and len(model.embed_calls) == 1
+    assert again.cache.store.get(3) is not None, "the bad file was replaced"

@@ -58,6 +58,10 @@ def test_litemedsam_loads_the_packaged_weights():
     image[20:40, 25:50] = 220
     emb = model.embed(image)
     assert tuple(emb.features.shape) == (1, 256, 64, 64)
+    assert emb.features.dtype == torch.float16 and emb.nbytes == 2 * 256 * 64 * 64
+    again = model.unpack(model.pack(emb))
+    assert torch.equal(again.features, emb.features)
+    assert (again.original_size, again.input_size) == (emb.original_size, emb.input_size)
     pred = model.predict(emb, box=(24, 19, 50, 41))
     assert pred.masks.shape == (1, 64, 80) and pred.masks.dtype == bool
     assert pred.low_res_logits.shape == (1, 256, 256)

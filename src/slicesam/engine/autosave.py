@@ -164,6 +164,8 @@ def session_header(
             "model": model.name,
             "weights_sha256": model.weights_sha256,
             "device": str(model.device),
+            "encoder_variant": getattr(model, "encoder_variant", "reference"),
+            "click_strategy": session.click_strategy,
             "torch_threads": torch_threads(),
             "window": [float(session.window[0]), float(session.window[1])],
             "params": to_jsonable(session.params),
@@ -350,7 +352,7 @@ def restore_session(
         labels=restored,
         params=params,
         overwrite=overwrite,
-        **session_kwargs,
+        **{"click_strategy": settings.get("click_strategy", "adaptive"), **session_kwargs},
     )
     load_state(sess, state.objects)
     recorded = settings.get("weights_sha256", "")

@@ -11,10 +11,14 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..models.base import Embedding
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .disk_cache import DiskEmbeddingStore
 
 
 def volume_fingerprint(data: np.ndarray) -> str:
@@ -33,10 +37,21 @@ class EmbeddingCache:
         signature: identifies what the embeddings depend on (see module docstring).
         max_bytes: budget; least recently used slices are evicted beyond it (at least one
             entry is always kept).
+        store: an optional on-disk store of the same signature: looked up on a memory miss
+            before computing, and given every computed embedding.
     """
 
-    def __init__(self, signature: str, max_bytes: int = 2 * 1024**3) -> None:
+    def __init__(
+        self,
+        signature: str,
+        max_bytes: int = 2 * 1024**3,
+        store: DiskEmbeddingStore | None = None,
+    ) -> None:
+        if store is not None and store.signature != signature:
+            raise ValueError("the disk store holds embeddings of another signature")
         self.signature = signature
+        self.store = store
+        self.disk_hits = 0
         self.max_bytes = int(max_bytes)
         self._entries: OrderedDict[int, Embedding] = OrderedDict()
         self._bytes = 0
@@ -98,7 +113,13 @@ class EmbeddingCache:
                 pending.wait()
                 continue  # computed (or failed) by the other thread: look again
             try:
-                emb = compute()
+                emb = self.store.get(z) if self.store is not None else None
+                if emb is None:
+                    emb = compute()
+                    if self.store is not None:
+                        self.store.put(z, emb)
+                else:
+                    self.disk_hits += 1
                 self.put(z, emb)
                 return emb
             finally:

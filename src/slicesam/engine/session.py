@@ -95,6 +95,10 @@ class Session:
             "adaptive" (default), "local" or "region"; see
             :func:`slicesam.engine.clicks.box_only_click`. Models that take point prompts
             (SAM, MobileSAM) use the clicks as prompts instead.
+        disk_cache: keep embeddings on disk too, so a later session on the same volume (same
+            window, model, weights and encoder) starts warm: True for the user cache folder
+            (:func:`slicesam.engine.disk_cache.embeddings_cache_dir`), a folder path, or None
+            (default) for memory only. Ignored for models without an encoder.
     """
 
     def __init__(
@@ -111,6 +115,7 @@ class Session:
         overwrite: str = "propagated",
         autosave: str | Path | bool | None = None,
         click_strategy: str = "adaptive",
+        disk_cache: str | Path | bool | None = None,
     ) -> None:
         if click_strategy not in CLICK_STRATEGIES:
             raise SliceSamError(
@@ -162,7 +167,13 @@ class Session:
                 getattr(model, "encoder_variant", "reference"),
             ]
         )
-        self.cache = EmbeddingCache(signature, max_bytes=cache_bytes)
+        store = None
+        if disk_cache and hasattr(model, "pack") and hasattr(model, "unpack"):
+            from .disk_cache import DiskEmbeddingStore, embeddings_cache_dir
+
+            root = embeddings_cache_dir() if disk_cache is True else Path(disk_cache)
+            store = DiskEmbeddingStore(root, signature, model.pack, model.unpack)
+        self.cache = EmbeddingCache(signature, max_bytes=cache_bytes, store=store)
 
         #: The autosave journal (:mod:`slicesam.engine.journal`), or None.
         self.autosave: Journal | None = None

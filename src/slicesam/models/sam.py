@@ -99,7 +99,7 @@ class SamModel(TorchSamFamilyModel):
         return self._sam.preprocess(tensor), (int(resized.shape[0]), int(resized.shape[1]))
 
     def embed(self, image: np.ndarray) -> Embedding:
-        """Embed a (H, W) uint8 slice: features (1, 256, 64, 64), float16 on CUDA."""
+        """Embed a (H, W) uint8 slice: features (1, 256, 64, 64) float16 (autocast on CUDA)."""
         with autocast(self.device):
             return super().embed(image)
 
