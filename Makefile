@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.deps-stamp
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: setup install xvfb demo test test-fast lint format clean screenshots
+.PHONY: setup install xvfb demo test test-fast lint format clean screenshots bench bench-speed
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -68,3 +68,11 @@ clean:
 # README screenshots of the real viewer (Xvfb), written to docs/images/.
 screenshots: install xvfb
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python docs/make_screenshots.py
+
+# Benchmarks (BENCHMARKS.md): accuracy protocols of ../shared/BENCHMARK.md, and CPU speed.
+DATA ?= ../shared/datasets
+bench: install
+	$(BIN)/slicesam bench --data $(DATA) --out bench_output
+
+bench-speed: install
+	$(BIN)/slicesam bench --speed --data $(DATA) --sam --out bench_output --append BENCHMARKS.md

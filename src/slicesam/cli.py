@@ -104,8 +104,47 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_speed(args: argparse.Namespace) -> int:
+    import json
+    from datetime import datetime, timezone
+
+    from .bench.runner import environment
+    from .bench.speed import run_speed, speed_markdown
+    from .models.litemedsam import load_litemedsam
+
+    result = run_speed(
+        data=args.data,
+        datasets=args.datasets.split(",") if args.datasets else None,
+        sam=args.sam,
+        progress=lambda step: print(f"measuring {step}…", file=sys.stderr, flush=True),
+    )
+    result["environment"] = environment(load_litemedsam(device="cpu"))
+    table = speed_markdown(result)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "speed.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    (out / "speed.md").write_text(table, encoding="utf-8")
+    print(table)
+    if args.append:
+        env = result["environment"]
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        head = (
+            f"\n### Speed, {stamp}\n\n`{env['command']}` — {env.get('cpu', '?')}, "
+            f"torch {env.get('torch')} on {env.get('torch_threads')} threads\n\n"
+        )
+        with open(args.append, "a", encoding="utf-8") as f:
+            f.write(head + table)
+        print(f"appended to {args.append}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench.runner import parse_protocols, run_benchmark
+
+    if args.speed:
+        return cmd_bench_speed(args)
+    if not args.data:
+        raise SliceSamError("--data is required for the accuracy benchmark")
 
     def ints(text: str | None) -> list[int] | None:
         return [int(v) for v in text.split(",") if v.strip()] if text else None
@@ -169,8 +208,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo_output", help="output folder")
     demo.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     demo.set_defaults(func=cmd_demo)
-    bench = sub.add_parser("bench", help="accuracy benchmark (../shared/BENCHMARK.md P1-P4)")
-    bench.add_argument("--data", required=True, help="folder of dataset folders (meta.json)")
+    bench = sub.add_parser(
+        "bench", help="accuracy benchmark (../shared/BENCHMARK.md P1-P4), or --speed"
+    )
+    bench.add_argument(
+        "--data",
+        default=None,
+        help="folder of dataset folders (meta.json); with --speed: "
+        "enables the fast encoder's accuracy check",
+    )
     bench.add_argument("--out", required=True, help="output folder (bench.json/.md/.png)")
     bench.add_argument("--protocol", default=None, help="comma list of P1,P2,P3,P4 (all)")
     bench.add_argument("--model", default="litemedsam", help="model name (slicesam models)")
@@ -184,6 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--p4-clicks", type=int, default=20)
     bench.add_argument("--no-baselines", action="store_true", help="skip MedSAM 3D and oracle")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
+    bench.add_argument(
+        "--speed", action="store_true", help="the speed benchmark instead (CPU, vs reference)"
+    )
+    bench.add_argument("--sam", action="store_true", help="--speed: also SAM vit_b fp32 vs bf16")
+    bench.add_argument("--append", default=None, help="--speed: append the table to this file")
     bench.set_defaults(func=cmd_bench)
     from .replay import add_replay_parser
 

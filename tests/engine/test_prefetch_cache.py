@@ -155,3 +155,20 @@ def test_unreadable_disk_entries_are_recomputed(two_balls, tmp_path):
     again = Session(vol, model=model, disk_cache=tmp_path)
     assert again.embed(3) is not None and len(model.embed_calls) == 1
     assert again.cache.store.get(3) is not None, "the bad file was replaced"
+
+
+def test_thread_setup_runs_in_the_prefetch_thread():
+    seen = []
+    pre = Prefetcher(
+        lambda z: seen.append(("embed", threading.current_thread().name)),
+        lambda z: False,
+        n_slices=3,
+        thread_setup=lambda: seen.append(("setup", threading.current_thread().name)),
+    )
+    pre.request(1)
+    deadline = time.time() + 5
+    while len(seen) < 4 and time.time() < deadline:
+        time.sleep(0.01)
+    pre.stop()
+    assert seen[0] == ("setup", "slicesam-prefetch")
+    assert {name for _, name in seen} == {"slicesam-prefetch"}

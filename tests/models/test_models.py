@@ -172,3 +172,21 @@ def test_sam_vit_b_random_weights_through_a_session(tmp_path):
     assert mask.shape == (40, 50)
     summary = sess.propagate(obj, z_range=(0, 2))
     assert summary.slices == [0, 2]
+
+
+def test_thread_limit_applies_to_the_calling_thread_only():
+    import threading
+
+    model = load_litemedsam(device="cpu")
+    before = torch.get_num_threads()
+    seen = []
+
+    def worker():
+        model.limit_threads(1)
+        seen.append(torch.get_num_threads())
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert seen == [1]
+    assert torch.get_num_threads() == before

@@ -331,7 +331,7 @@ class SliceSamWidget(QWidget):
         self.runner.submit(job, done, failed)
 
     def _attach(self, session: Session, labels: np.ndarray) -> None:
-        from slicesam.engine.prefetch import Prefetcher
+        from slicesam.engine.prefetch import Prefetcher, prefetch_threads
 
         self.session = session
         layer = self.image_layer
@@ -352,6 +352,7 @@ class SliceSamWidget(QWidget):
             session.shape[0],
             radius=8,
             on_status=self.runner.message.emit,
+            thread_setup=lambda: session.limit_threads(prefetch_threads()),
         )
         self._on_step()
         self.viewer.layers.selection.active = self.shapes_layer

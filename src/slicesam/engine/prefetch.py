@@ -3,10 +3,14 @@
 GUI-free: the napari widget calls :meth:`Prefetcher.request` when the viewed slice changes. A
 torch forward cannot be interrupted, so a new request takes effect after the slice being
 embedded; the cache de-duplicates a slice that a click needs while it is being prefetched.
+So that a click stays interactive while prefetching runs, the prefetcher's forwards run on
+fewer threads (``thread_setup``, e.g. half the cores: torch's OpenMP thread count is set per
+calling thread) and leave the rest to the interactive thread.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 
@@ -21,6 +25,12 @@ def nearest_first(z: int, n_slices: int, radius: int) -> list[int]:
     return order
 
 
+def prefetch_threads() -> int:
+    """Threads for background embedding: half the cores (at least 1), so that the other half
+    keeps clicks and the GUI responsive."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
 class Prefetcher:
     """A daemon thread embedding slices around the requested one.
 
@@ -31,6 +41,8 @@ class Prefetcher:
         radius: how many slices on each side to prefetch.
         on_status: called from the worker thread with a short status text
             ("embedding slice 12", "idle"); the GUI must marshal it to its own thread.
+        thread_setup: called once in the worker thread before any work (e.g.
+            ``lambda: session.limit_threads(prefetch_threads())``).
     """
 
     def __init__(
@@ -40,7 +52,9 @@ class Prefetcher:
         n_slices: int,
         radius: int = 8,
         on_status: Callable[[str], None] | None = None,
+        thread_setup: Callable[[], None] | None = None,
     ) -> None:
+        self._thread_setup = thread_setup
         self._embed = embed
         self._is_cached = is_cached
         self._n = n_slices
@@ -73,6 +87,12 @@ class Prefetcher:
         return self._thread.is_alive()
 
     def _run(self) -> None:
+        if self._thread_setup is not None:
+            try:
+                self._thread_setup()
+            except Exception as exc:  # reported, never raised in a daemon thread
+                self.error = exc
+                self._on_status(f"prefetch setup failed: {exc}")
         while True:
             with self._cond:
                 while self._target is None and not self._stopped:

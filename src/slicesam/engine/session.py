@@ -315,6 +315,13 @@ class Session:
             z, lambda: self.model.embed(apply_window(self.volume.data[z], self.window))
         )
 
+    def limit_threads(self, n: int) -> None:
+        """Limit the model's CPU threads for forwards run from the calling thread (used by the
+        prefetcher's thread; a no-op for models without a thread pool)."""
+        limit = getattr(self.model, "limit_threads", None)
+        if limit is not None:
+            limit(n)
+
     def _predict(self, z: int, **prompts) -> Prediction:
         return self.model.predict(self.embed(z), **prompts)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import ModelError
@@ -79,3 +80,27 @@ def autocast(device: str) -> Any:
 
         return torch.autocast(device_type="cuda", dtype=torch.float16)
     return contextlib.nullcontext()
+
+
+def encoder_autocast(device: str) -> tuple[Callable[[], Any], str]:
+    """A factory of the precision context a large image encoder (SAM ViT) runs under on
+    ``device``, and the precision's name (part of the embedding cache key).
+
+    CUDA: float16 autocast. CPU: bfloat16 autocast where the CPU multiplies bf16 natively
+    (AVX512-BF16 / AMX; ``SLICESAM_ENCODER_DTYPE=float32`` turns it off), else float32.
+    A factory, not a context: each call enters a fresh one (threads may embed at once).
+    """
+    if device.startswith("cuda"):
+        return (lambda: autocast(device)), "reference-autocast-fp16"
+    if device == "cpu":
+        import torch
+
+        from .tinyvit_fast import default_dtype
+
+        if default_dtype("cpu") == torch.bfloat16:
+            bf16 = torch.bfloat16
+            return (
+                lambda: torch.autocast(device_type="cpu", dtype=bf16),
+                "reference-autocast-bf16",
+            )
+    return contextlib.nullcontext, "reference-fp32"

@@ -5,7 +5,9 @@ sam_vit_b`` downloads the official file there; see :mod:`slicesam.models.downloa
 Checkpoints are loaded with ``weights_only=True``. A cached file, or a file with one of the
 official names, is checked against the official sha256; any other file is accepted and its hash
 recorded. A file holding another architecture is an error that names the right ``--model``.
-On CUDA the networks run under float16 autocast (:func:`slicesam.models.device.autocast`).
+On CUDA the networks run under float16 autocast (:func:`slicesam.models.device.autocast`); on
+CPUs with native bfloat16 the image encoder runs under bf16 autocast
+(:func:`slicesam.models.device.encoder_autocast`; speed in BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import torch
 from ..errors import CheckpointError
 from .base import Embedding, Prediction
 from .checkpoints import load_state_dict
-from .device import autocast, resolve_device
+from .device import autocast, encoder_autocast, resolve_device
 from .torch_sam import TorchSamFamilyModel
 
 INPUT_SIZE = 1024
@@ -81,8 +83,8 @@ class SamModel(TorchSamFamilyModel):
 
         self._sam = sam.to(self.device).eval()
         self._transform = ResizeLongestSide(INPUT_SIZE)
-        if self.device.startswith("cuda"):  # embeddings differ from fp32 ones: a cache key
-            self.encoder_variant = "reference-autocast-fp16"
+        # embeddings differ from fp32 ones: the variant is part of the cache key
+        self._encoder_precision, self.encoder_variant = encoder_autocast(self.device)
 
     def _preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
         """SAM's own preprocessing of a (H, W) uint8 slice.
@@ -99,8 +101,9 @@ class SamModel(TorchSamFamilyModel):
         return self._sam.preprocess(tensor), (int(resized.shape[0]), int(resized.shape[1]))
 
     def embed(self, image: np.ndarray) -> Embedding:
-        """Embed a (H, W) uint8 slice: features (1, 256, 64, 64) float16 (autocast on CUDA)."""
-        with autocast(self.device):
+        """Embed a (H, W) uint8 slice: features (1, 256, 64, 64) float16 (fp16 autocast on
+        CUDA, bf16 autocast on CPUs with native bf16)."""
+        with self._encoder_precision():
             return super().embed(image)
 
     def predict(

