@@ -258,3 +258,20 @@ def test_widget_module_does_not_import_torch():
     code = "import slicesam._napari.widget, sys; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_quality_panel_measures_and_post_processes(started, qtbot):
+    viewer, widget, a, _ = started
+    widget.points_layer.add([[10, 20, 18]])
+    wait(qtbot, widget)
+    widget.labels_layer.data[10, 0, 0] = 1  # a stray voxel painted by mistake
+    widget.labels_layer.refresh()
+    widget.measure()
+    wait(qtbot, widget)
+    assert "2 components" in widget.quality_label.text()
+    widget.postprocess_scope.setCurrentText("per slice")
+    widget.postprocess(keep_largest=True)
+    wait(qtbot, widget)
+    qtbot.waitUntil(lambda: "1 component" in widget.quality_label.text(), timeout=10000)
+    assert widget.labels_layer.data[10, 0, 0] == 0
+    assert "mL" in widget.quality_label.text()

@@ -226,6 +226,27 @@ class SliceSamWidget(QWidget):
         vbox.addWidget(save)
         layout.addWidget(run)
 
+        quality = QGroupBox("Quality of the selected object")
+        vbox = QVBoxLayout(quality)
+        self.quality_label = QLabel("")
+        self.quality_label.setWordWrap(True)
+        vbox.addWidget(self.quality_label)
+        row = QHBoxLayout()
+        self.postprocess_scope = QComboBox()
+        self.postprocess_scope.addItems(["per slice", "in 3D"])
+        row.addWidget(self.postprocess_scope)
+        row.addLayout(
+            button_row(
+                [
+                    ("Measure", self.measure),
+                    ("Fill holes", lambda: self.postprocess(fill_holes=True)),
+                    ("Keep largest", lambda: self.postprocess(keep_largest=True)),
+                ]
+            )
+        )
+        vbox.addLayout(row)
+        layout.addWidget(quality)
+
         self.status_label = QLabel("pick an image and press Start")
         self.status_label.setWordWrap(True)
         layout.addWidget(self.status_label)
@@ -594,6 +615,34 @@ class SliceSamWidget(QWidget):
             ),
             f"propagating object {obj}",
             after=finish,
+        )
+
+    def measure(self) -> None:
+        """Show the selected object's volume, components, holes and compactness."""
+        session = self._require_session()
+        if session is None or self.current_obj is None:
+            return
+        obj = self.current_obj
+
+        def show(stats) -> None:
+            if stats is not None:
+                self.quality_label.setText(f"object {obj}: {stats}")
+
+        self._run(lambda s: s.stats(obj), f"measuring object {obj}", after=show)
+
+    def postprocess(self, *, fill_holes: bool = False, keep_largest: bool = False) -> None:
+        """Fill holes / keep the largest component of the selected object (one undo step)."""
+        session = self._require_session()
+        if session is None or self.current_obj is None:
+            return
+        obj = self.current_obj
+        per_slice = self.postprocess_scope.currentText() == "per slice"
+        self._run(
+            lambda s: s.postprocess(
+                obj, fill_holes=fill_holes, keep_largest=keep_largest, per_slice=per_slice
+            ),
+            f"post-processing object {obj}",
+            after=lambda changed: self.measure() if changed is not None else None,
         )
 
     def cancel_propagation(self) -> None:

@@ -21,6 +21,8 @@ from ..io.volume import Volume
 from ..metrics import dice
 from ..models.base import Embedding, Prediction, SegmentationModel
 from ..prompts import Box, Point, make_box
+from ..quality import ObjectStats, keep_largest_component, object_stats
+from ..quality import fill_holes as fill_holes_of
 from .cache import EmbeddingCache, volume_fingerprint
 from .clicks import CLICK_STRATEGIES, box_only_click, point_model_click
 from .confidence import combine, stability
@@ -778,6 +780,52 @@ class Session:
                     self._logits.pop((target.label_id, z), None)
             self._apply(f"interpolate {obj}", before, writes)
             return sorted(writes)
+
+    # -- quality checks and post-processing ----------------------------------------------------
+    def stats(self, obj: int) -> ObjectStats:
+        """Volume (mL for mm spacing, µm³ for µm), components, holes, compactness and slice
+        extent of ``obj`` (see :func:`slicesam.quality.object_stats`)."""
+        with self._lock:
+            target = self._get(obj)
+            mask = self.labels == target.label_id
+        return object_stats(mask, self.volume.spacing, self.volume.unit)
+
+    @journaled
+    def postprocess(
+        self,
+        obj: int,
+        *,
+        fill_holes: bool = False,
+        keep_largest: bool = False,
+        per_slice: bool = True,
+    ) -> list[int]:
+        """Fill enclosed holes and/or keep only the largest connected component of ``obj``,
+        in each slice (``per_slice``) or in 3D; one undoable action. Filled voxels never take
+        another object's voxels. Slices keep their source (user or propagated).
+
+        Returns:
+            the slices that changed.
+        """
+        with self._lock:
+            target = self._get(obj)
+            if target.locked:
+                raise PromptError(f"object {obj} is locked; unlock it to post-process it")
+            mask = self.labels == target.label_id
+            new = mask
+            if keep_largest:
+                new = keep_largest_component(new, per_slice=per_slice)
+            if fill_holes:
+                new = fill_holes_of(new, per_slice=per_slice)
+            before = self._state()
+            writes = {
+                int(z): paint(self.labels[z], target.label_id, new[z])
+                for z in np.flatnonzero((new != mask).any(axis=(1, 2)))
+            }
+            what = " + ".join(
+                n for n, on in (("fill holes", fill_holes), ("keep largest", keep_largest)) if on
+            )
+            action = self._apply(f"{what or 'post-process'} {obj}", before, writes)
+            return action.slices
 
     # -- edits made outside the session ------------------------------------------------------------
     @journaled
