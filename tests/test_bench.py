@@ -82,3 +82,14 @@ def test_noc_and_boxes():
     # at half scale the 3 model pixels of margin are 6 slice pixels
     assert (x0, y0) == pytest.approx((294, 94)) and (x1, y1) == pytest.approx((360, 204))
     assert medsam_box_from_mask(np.zeros_like(mask), 256) is None
+
+
+def test_p4_with_suggested_clicks(dataset_root):
+    from slicesam.bench.datasets import load_dataset
+    from slicesam.bench.protocols import Runner, p4_suggested
+
+    root, _, _ = dataset_root
+    run = Runner(load_dataset(root / "balls"), FakeModel(box_only=True))
+    r = p4_suggested(run, 1, max_clicks=4)
+    assert len(r["iou_curve"]) == 5 and r["iou_curve"][1] > 0.5
+    assert 0 <= r["followed"] <= 3

@@ -150,6 +150,50 @@ def p4_clicks2d(run: Runner, label: int, max_clicks: int = 20) -> dict:
     }
 
 
+def p4_suggested(run: Runner, label: int, max_clicks: int = 20) -> dict:
+    """P4 where the user follows the model's suggested click (:meth:`Session.uncertainty`).
+
+    The first click is P4's (no mask yet, nothing to be unsure about). Then at each step the
+    simulated user looks at the suggestion and answers it from the ground truth: a click of
+    the right polarity there when the current mask is wrong at that pixel; otherwise (the mask
+    is already right there, or no suggestion) the user ignores it and places P4's error-based
+    click instead. ``followed`` counts the suggestions taken.
+    """
+    gt3 = run.gt(label)
+    z = largest_slice(gt3)
+    gt = gt3[z]
+    sess = run.session()
+    obj = sess.new_object()
+    curve, followed = [0.0], 0
+    for i in range(max_clicks):
+        current = sess.labels[z] == obj
+        click = None
+        if i > 0 and current.any():
+            _, suggestion = sess.uncertainty(obj, z)
+            if (
+                suggestion is not None
+                and current[suggestion.y, suggestion.x] != gt[suggestion.y, suggestion.x]
+            ):
+                click = (suggestion.y, suggestion.x, bool(gt[suggestion.y, suggestion.x]))
+                followed += 1
+        if click is None:
+            error_click = next_click_2d(current, gt, z)
+            if error_click is None:
+                curve.append(curve[-1])
+                continue
+            click = (error_click.y, error_click.x, error_click.positive)
+        sess.add_point(obj, z, *click)
+        curve.append(iou(sess.labels[z] == obj, gt))
+    return {
+        "z": z,
+        "iou_curve": curve,
+        "iou_at": {str(k): curve[k] for k in P4_REPORT_AT if k < len(curve)},
+        "noc85": noc(curve, 0.85, max_clicks + 1),
+        "noc90": noc(curve, 0.90, max_clicks + 1),
+        "followed": followed,
+    }
+
+
 def _decode(sess: Session, z: int, box) -> tuple[np.ndarray, float]:
     pred = sess.model.predict(sess.embed(z), box=box)
     return pred.masks[0], float(pred.scores[0])

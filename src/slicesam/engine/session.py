@@ -24,7 +24,7 @@ from ..prompts import Box, Point, make_box
 from ..quality import ObjectStats, keep_largest_component, object_stats
 from ..quality import fill_holes as fill_holes_of
 from .cache import EmbeddingCache, volume_fingerprint
-from .clicks import CLICK_STRATEGIES, box_only_click, point_model_click
+from .clicks import CLICK_STRATEGIES, box_only_click, point_model_click, points_arrays
 from .confidence import combine, stability
 from .history import Action, History, SliceDiff
 from .interpolation import interpolate_masks
@@ -32,6 +32,7 @@ from .journal import Journal, journaled
 from .masks import clip_box, expand_box, mask_bbox, paint, pixel_extent
 from .objects import DERIVED, INTERPOLATED, PROPAGATED, USER, SegObject, SlicePrompts
 from .propagation import PropagationParams, Step, predict_box, walk
+from .uncertainty import Suggestion, suggest_click, uncertainty_map
 
 UINT16_MAX = np.iinfo(np.uint16).max
 #: Confidence given to interpolated slices (below the default low-confidence threshold 0.7).
@@ -780,6 +781,44 @@ class Session:
                     self._logits.pop((target.label_id, z), None)
             self._apply(f"interpolate {obj}", before, writes)
             return sorted(writes)
+
+    # -- where the model is unsure ----------------------------------------------------------------
+    def uncertainty(self, obj: int, z: int) -> tuple[np.ndarray, Suggestion | None]:
+        """Where the model is unsure about ``obj`` on slice ``z``, and a suggested next click.
+
+        The slice's own prompt is decoded again (the user's box and clicks, or for a propagated
+        slice the box of its mask plus 3 model pixels, as propagation prompts it) as one mask
+        and as the multimask candidates; see :mod:`slicesam.engine.uncertainty`.
+
+        Returns:
+            ((y, x) float32 uncertainty map in [0, 1], :class:`Suggestion` or None): the
+            suggestion is the most uncertain place near the mask's boundary.
+        """
+        with self._lock:
+            target = self._get(obj)
+            z = self._check_z(z)
+            current = self.labels[z] == target.label_id
+            prompts = target.prompts.get(z)
+        if not current.any():
+            raise PromptError(f"object {obj} has no mask on slice {z}: nothing to be unsure about")
+        if prompts is not None and prompts.box is not None:
+            box = pixel_extent(prompts.box.xyxy)
+        else:
+            box = expand_box(
+                pixel_extent(mask_bbox(current)), 3 * self.model_px, self.shape[1:], 1.0
+            )
+        kwargs: dict = {"box": box}
+        if prompts is not None and prompts.points and not self.model.box_only:
+            coords, labels = points_arrays(prompts.points)
+            kwargs.update(points=coords, point_labels=labels)
+        emb = self.embed(z)
+        single = self.model.predict(emb, multimask=False, **kwargs)
+        multi = self.model.predict(emb, multimask=True, **kwargs)
+        padded = getattr(self.model, "low_res_padded", False)
+        side = int(self.model.input_scale_ref) if padded else None
+        umap = uncertainty_map(single, multi, emb, side)
+        band = max(3.0, 4.0 * self.model_px)
+        return umap, suggest_click(umap, current, z, band)
 
     # -- quality checks and post-processing ----------------------------------------------------
     def stats(self, obj: int) -> ObjectStats:

@@ -29,6 +29,8 @@ class TorchSamFamilyModel:
     box_only = False
     #: which image encoder implementation computes the embeddings (part of the cache key)
     encoder_variant = "reference-fp32"
+    #: low_res_logits cover the square padded model input (not just the slice)
+    low_res_padded = True
     #: dtype embeddings are kept in (a 512 x 512 x 300 CT's LiteMedSAM cache: 600 MB)
     FEATURE_DTYPE = torch.float16
 

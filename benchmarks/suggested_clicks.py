@@ -1,0 +1,68 @@
+"""Does following the model's suggested click reach NoC@85 sooner than error-based clicks?
+
+Runs BENCHMARK.md's P4 (clicks only, largest slice, error-based clicks) and the same with the
+user following :meth:`slicesam.Session.uncertainty`'s suggestion
+(:func:`slicesam.bench.protocols.p4_suggested`) on every dataset, sharing embeddings.
+
+Usage::
+
+    python benchmarks/suggested_clicks.py --data ../shared/datasets [--datasets a,b]
+        [--max-objects N] [--clicks 20] [--out benchmarks/results/suggested_clicks.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from slicesam.bench.datasets import discover, load_dataset
+from slicesam.bench.protocols import Runner, p4_clicks2d, p4_suggested
+from slicesam.models.registry import load_model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default="../shared/datasets")
+    parser.add_argument("--datasets", default=None)
+    parser.add_argument("--max-objects", type=int, default=None)
+    parser.add_argument("--clicks", type=int, default=20)
+    parser.add_argument("--model", default="litemedsam")
+    parser.add_argument("--out", default="benchmarks/results/suggested_clicks.json")
+    args = parser.parse_args()
+    model = load_model(args.model)
+    names = args.datasets.split(",") if args.datasets else None
+    result: dict = {"model": model.name, "clicks": args.clicks, "datasets": {}}
+    print(
+        "| dataset | objects | NoC85 error-based | NoC85 suggested | IoU@5 error-based |"
+        " IoU@5 suggested | suggestions followed |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for folder in discover(args.data, names):
+        ds = load_dataset(folder, max_objects=args.max_objects)
+        run = Runner(ds, model)
+        base = [p4_clicks2d(run, label, args.clicks) for label in ds.objects]
+        sugg = [p4_suggested(run, label, args.clicks) for label in ds.objects]
+        row = {
+            "noc85_error": float(np.mean([r["noc85"] for r in base])),
+            "noc85_suggested": float(np.mean([r["noc85"] for r in sugg])),
+            "iou5_error": float(np.mean([r["iou_curve"][5] for r in base])),
+            "iou5_suggested": float(np.mean([r["iou_curve"][5] for r in sugg])),
+            "followed": int(sum(r["followed"] for r in sugg)),
+            "clicks": int(len(sugg) * args.clicks),
+        }
+        result["datasets"][ds.name] = row
+        print(
+            f"| {ds.name} | {len(ds.objects)} | {row['noc85_error']:.1f} | "
+            f"{row['noc85_suggested']:.1f} | {row['iou5_error']:.3f} | "
+            f"{row['iou5_suggested']:.3f} | {row['followed']} of {row['clicks']} |",
+            flush=True,
+        )
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
