@@ -78,6 +78,24 @@ class FakeModel:
         )
 
 
+class GradedFakeModel(FakeModel):
+    """:class:`FakeModel` whose logits cross zero on the mask's boundary (a model that is
+    unsure exactly there), for uncertainty tests."""
+
+    def predict(self, embedding, **prompts) -> Prediction:
+        pred = super().predict(embedding, **prompts)
+        logits = np.stack([_graded_logits(m) for m in pred.masks])
+        return Prediction(pred.masks, pred.scores, logits)
+
+
+def _graded_logits(mask: np.ndarray) -> np.ndarray:
+    """Logits that cross zero on the mask's boundary: the signed distance to it (positive
+    inside, from +-0.5 next to the boundary), clipped to +-4."""
+    inside = ndimage.distance_transform_edt(mask) - 0.5
+    outside = ndimage.distance_transform_edt(~mask) - 0.5
+    return np.clip(np.where(mask, inside, -outside), -4.0, 4.0).astype(np.float32)
+
+
 def ball(shape, center, radius) -> np.ndarray:
     zz, yy, xx = np.ogrid[: shape[0], : shape[1], : shape[2]]
     cz, cy, cx = center

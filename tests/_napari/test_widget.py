@@ -275,3 +275,27 @@ def test_quality_panel_measures_and_post_processes(started, qtbot):
     qtbot.waitUntil(lambda: "1 component" in widget.quality_label.text(), timeout=10000)
     assert widget.labels_layer.data[10, 0, 0] == 0
     assert "mL" in widget.quality_label.text()
+
+
+def test_uncertainty_layer_and_suggested_click(started, qtbot, monkeypatch):
+    viewer, widget, a, _ = started
+    from fakes import GradedFakeModel
+
+    graded = GradedFakeModel()
+    monkeypatch.setattr(widget.session, "model", graded)
+    widget.points_layer.add([[10, 20, 18]])
+    wait(qtbot, widget)
+    viewer.dims.set_current_step(0, 10)
+    widget.show_uncertainty()
+    wait(qtbot, widget)
+    layer = viewer.layers["balls uncertainty"]
+    assert layer.data.shape == (1, 48, 64)
+    assert layer.translate[0] == pytest.approx(10 * 2.0), "drawn on the slice in view only"
+    marker = viewer.layers["balls suggested click"]
+    z, y, x = marker.data[0]
+    assert z == 10 and a[10, int(y) - 3 : int(y) + 4, int(x) - 3 : int(x) + 4].any()
+    assert "unsure" in widget.status_label.text()
+    assert viewer.layers.selection.active is widget.points_layer
+    widget.show_uncertainty()  # again: replaced, not duplicated
+    wait(qtbot, widget)
+    assert sum("uncertainty" in layer.name for layer in viewer.layers) == 1

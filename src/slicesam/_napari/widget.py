@@ -79,6 +79,7 @@ SHORTCUTS = {
     "Shift-W": ("next low-confidence slice", "next_weak"),
     "Shift-Q": ("previous low-confidence slice", "previous_weak"),
     "Shift-S": ("save labels next to the source", "save_default"),
+    "Shift-U": ("show where the model is unsure + a suggested click", "show_uncertainty"),
 }
 
 
@@ -218,6 +219,9 @@ class SliceSamWidget(QWidget):
         row.addWidget(self.threshold_spin)
         row.addLayout(button_row([("◀ weak", self.previous_weak), ("weak ▶", self.next_weak)]))
         vbox.addLayout(row)
+        unsure = QPushButton("Where is the model unsure? [Shift+U]")
+        unsure.clicked.connect(self.show_uncertainty)
+        vbox.addWidget(unsure)
         self.confidence_label = QLabel("")
         self.confidence_label.setWordWrap(True)
         vbox.addWidget(self.confidence_label)
@@ -616,6 +620,67 @@ class SliceSamWidget(QWidget):
             f"propagating object {obj}",
             after=finish,
         )
+
+    def show_uncertainty(self) -> None:
+        """Show the selected object's uncertainty on the slice in view as an image layer (on
+        that slice only) and the suggested next click as a marker."""
+        session = self._require_session()
+        if session is None or self.current_obj is None:
+            return
+        obj, z = self.current_obj, self.current_slice()
+
+        def show(result) -> None:
+            if result is None:
+                return
+            umap, suggestion = result
+            self._draw_uncertainty(z, umap, suggestion)
+            if suggestion is None:
+                self._set_status(f"slice {z}: no uncertain place near the boundary")
+            else:
+                question = "add" if suggestion.positive else "remove"
+                self._set_status(
+                    f"slice {z}: most unsure at (y {suggestion.y}, x {suggestion.x}) — "
+                    f"{question} it? (uncertainty {suggestion.uncertainty:.2f})"
+                )
+
+        self._run(lambda s: s.uncertainty(obj, z), f"uncertainty of slice {z}", after=show)
+
+    def _draw_uncertainty(self, z: int, umap: np.ndarray, suggestion) -> None:
+        """(Re)draw the 'uncertainty' image layer on slice ``z`` and the suggestion marker."""
+        layer = self.image_layer
+        scale = np.asarray(layer.scale, dtype=float)
+        translate = np.asarray(layer.translate, dtype=float).copy()
+        translate[self.axes.axis] += z * scale[self.axes.axis]
+        data = self.axes.unview(umap[None].astype(np.float32))
+        name = f"{layer.name} uncertainty"
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        self.uncertainty_layer = self.viewer.add_image(
+            data,
+            name=name,
+            scale=scale,
+            translate=translate,
+            colormap="magma",
+            opacity=0.5,
+            blending="additive",
+            contrast_limits=(0.0, 1.0),
+        )
+        marker = f"{layer.name} suggested click"
+        if marker in self.viewer.layers:
+            self.viewer.layers.remove(marker)
+        if suggestion is not None:
+            at = self.axes.to_data((z, suggestion.y, suggestion.x))
+            self.viewer.add_points(
+                [at],
+                name=marker,
+                scale=scale,
+                translate=layer.translate,
+                symbol="cross",
+                size=12,
+                face_color="yellow",
+            )
+        # prompts stay the active layer so the next click goes where the user means
+        self.viewer.layers.selection.active = self.points_layer
 
     def measure(self) -> None:
         """Show the selected object's volume, components, holes and compactness."""

@@ -72,11 +72,16 @@ def uncertainty_map(
     return np.maximum(margin, disagreement).astype(np.float32)
 
 
+#: Below this (blurred) uncertainty nothing is worth a suggestion (a logit margin of ~0.1
+#: is |logit| ~ 3.7, a probability beyond 0.97 either way).
+MIN_UNCERTAINTY = 0.1
+
+
 def suggest_click(
     uncertainty: np.ndarray, current: np.ndarray, z: int, band_px: float, blur_px: float = 2.0
 ) -> Suggestion | None:
     """The most uncertain place within ``band_px`` of the (y, x) mask ``current``'s boundary,
-    or None when the mask is empty or nothing there is uncertain."""
+    or None when the mask is empty or nothing there reaches :data:`MIN_UNCERTAINTY`."""
     if not current.any():
         return None
     inside = ndimage.distance_transform_edt(current)
@@ -85,6 +90,6 @@ def suggest_click(
     smooth = cv2.GaussianBlur(uncertainty.astype(np.float32), (0, 0), blur_px)
     score = np.where(band, smooth, -1.0)
     y, x = np.unravel_index(int(np.argmax(score)), score.shape)
-    if score[y, x] <= 0.0:
+    if score[y, x] < MIN_UNCERTAINTY:
         return None
     return Suggestion(int(z), int(y), int(x), not bool(current[y, x]), float(score[y, x]))
