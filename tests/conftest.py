@@ -26,3 +26,10 @@ def fake_model():
 @pytest.fixture
 def fake_box_model():
     return FakeModel(box_only=True)
+
+
+@pytest.fixture(autouse=True)
+def _private_user_cache(tmp_path_factory, monkeypatch):
+    """Autosave sidecars, embeddings and model downloads of a test go to its own folder, never
+    the user's cache (a sidecar left there would make the next widget offer a restore)."""
+    monkeypatch.setenv("SLICESAM_CACHE_DIR", str(tmp_path_factory.mktemp("user-cache")))

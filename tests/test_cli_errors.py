@@ -149,3 +149,14 @@ def test_cli_info(small_ct, capsys):
     assert main(["info", str(small_ct)]) == 0
     out = capsys.readouterr().out
     assert "(4, 10, 12)" in out and "CT" in out
+
+
+def test_cli_fill_nonfinite_replaces_nan(tmp_path, capsys):
+    image = tmp_path / "nan.nii.gz"
+    data = np.zeros((10, 10, 4), np.float32)
+    data[0, 0, 0] = np.nan
+    nib.save(nib.Nifti1Image(data, np.eye(4)), image)
+    code, err = run_cli(capsys, ["info", str(image)])
+    assert code == 2 and "--fill-nonfinite" in err
+    assert main(["info", str(image), "--fill-nonfinite", "0"]) == 0
+    assert "shape" in capsys.readouterr().out

@@ -52,7 +52,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
     out = Path(args.out)
     _check_output(out)
     objects = read_prompts(args.prompts)
-    vol = load_volume(args.image, channel=args.channel, modality=args.modality)
+    vol = load_volume(
+        args.image, channel=args.channel, modality=args.modality, fill_nonfinite=args.fill_nonfinite
+    )
     print(f"loaded {vol}", file=sys.stderr)
     for i, obj in enumerate(objects):
         for z in [b.z for b in obj.boxes] + [p.z for p in obj.points]:
@@ -91,7 +93,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .intensity import default_window
     from .io import load_volume
 
-    vol = load_volume(args.image, channel=args.channel)
+    vol = load_volume(args.image, channel=args.channel, fill_nonfinite=args.fill_nonfinite)
     print(vol)
     print(f"default window: {default_window(vol.data, vol.modality)}")
     return 0
@@ -191,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--channel", type=int, default=None, help="channel of a 4D/multichannel file")
     seg.add_argument("--modality", default=None, choices=["CT", "MR", "microscopy"])
     seg.add_argument(
+        "--fill-nonfinite", type=float, default=None, metavar="V", help="replace NaN/inf by V"
+    )
+    seg.add_argument(
         "--no-propagate", dest="propagate", action="store_false", help="only the prompted slices"
     )
     seg.set_defaults(func=cmd_segment)
@@ -202,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="print a volume's shape, spacing and modality")
     info.add_argument("image")
     info.add_argument("--channel", type=int, default=None)
+    info.add_argument(
+        "--fill-nonfinite", type=float, default=None, metavar="V", help="replace NaN/inf by V"
+    )
     info.set_defaults(func=cmd_info)
 
     demo = sub.add_parser("demo", help="segment five organs of the sample CT and report Dice")

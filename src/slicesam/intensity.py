@@ -41,11 +41,19 @@ def default_window(data: np.ndarray, modality: str | None) -> tuple[float, float
     foreground = finite[finite > vmin]
     if foreground.size == 0:
         # A constant volume: any window maps it to one grey level.
-        return float(vmin), float(vmin) + 1.0
+        return _nonempty(float(vmin), float(vmin))
     lo, hi = np.percentile(foreground, PERCENTILES)
     if hi <= lo:  # (nearly) binary image: use the full range instead
         lo, hi = vmin, foreground.max()
-    return float(lo), float(hi)
+    return _nonempty(float(lo), float(hi))
+
+
+def _nonempty(lo: float, hi: float) -> tuple[float, float]:
+    """(lo, hi) widened to hi > lo by a step that float32 arithmetic can still see (for
+    huge values, lo + 1 == lo)."""
+    if hi > lo and np.float32(hi) > np.float32(lo):
+        return lo, hi
+    return lo, lo + max(1.0, abs(lo) * 1e-6)
 
 
 def resolve_window(

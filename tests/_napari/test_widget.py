@@ -247,6 +247,53 @@ def test_save_next_to_the_source_and_reopen(make_napari_viewer, qtbot, tmp_path,
     assert "saved" in widget.status_label.text()
 
 
+def _open_scan(viewer, path):
+    from slicesam._napari.reader import get_reader
+
+    for layer_data in get_reader(str(path))(str(path)):
+        viewer._add_layer_from_data(*layer_data)
+
+
+@pytest.mark.parametrize("answer", [True, False])
+def test_reopening_an_image_offers_its_autosaved_session(
+    make_napari_viewer, qtbot, tmp_path, fake_registry, answer
+):
+    import nibabel as nib
+
+    data = np.full((6, 20, 24), -1000, np.int16)
+    data[1:5, 5:15, 6:18] = 60
+    path = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(data.T.copy(), np.diag([-0.8, -0.8, 2.0, 1.0])), path)
+    viewer = make_napari_viewer(show=True)
+    _open_scan(viewer, path)
+    first = SliceSamWidget(viewer)
+    first.start()
+    qtbot.waitUntil(lambda: first.session is not None and not first.busy, timeout=20000)
+    add_box(first, 2, 5, 4, 19, 16)
+    wait(qtbot, first)
+    made = first.labels_layer.data.copy()
+    assert made.any()
+    first.close_session()
+    assert (tmp_path / "scan.nii.gz.slicesam").is_dir(), "the sidecar sits next to the image"
+
+    viewer2 = make_napari_viewer(show=True)
+    _open_scan(viewer2, path)
+    second = SliceSamWidget(viewer2)
+    asked = []
+    second.ask_restore = lambda folder: asked.append(folder) or answer
+    second.start()
+    qtbot.waitUntil(lambda: second.session is not None and not second.busy, timeout=20000)
+    assert asked == [tmp_path / "scan.nii.gz.slicesam"]
+    if answer:
+        assert np.array_equal(second.labels_layer.data, made)
+        assert second.session.objects[1].prompts, "the prompts came back too"
+    else:
+        assert not second.labels_layer.data.any()
+        kept = [p for p in tmp_path.iterdir() if p.name.startswith("scan.nii.gz.slicesam-")]
+        assert len(kept) == 1, "the old session is moved aside, not overwritten"
+    second.close_session()
+
+
 def test_shortcuts_are_bound_and_documented(started):
     viewer, widget, *_ = started
     for key in SHORTCUTS:

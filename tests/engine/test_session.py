@@ -408,3 +408,10 @@ def test_sync_of_given_slices_only(two_balls, fake_model):
     assert sess.objects[obj].anchors == [7]
     assert sess.sync_external_edits() == [3]
     assert sess.object_ids == [obj]
+
+
+def test_a_constant_volume_warns_that_there_is_nothing_to_segment(fake_model):
+    import numpy as np
+
+    with pytest.warns(UserWarning, match="constant.*nothing|no structure"):
+        Session(np.full((3, 8, 8), 7, np.int16), model=fake_model)

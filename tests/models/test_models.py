@@ -88,8 +88,9 @@ def test_pickled_code_is_refused(tmp_path):
 
     path = tmp_path / "evil.pth"
     torch.save({"model": Evil()}, path)
-    with pytest.raises(CheckpointError, match="evil.pth"):
+    with pytest.raises(CheckpointError, match="evil.pth") as info:
         load_state_dict(path)
+    assert "never" in str(info.value) and "weights_only=False" not in str(info.value)
 
 
 def test_wrapped_state_dicts_are_unwrapped(tmp_path):

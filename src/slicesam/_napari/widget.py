@@ -157,6 +157,14 @@ class SliceSamWidget(QWidget):
         self.device_combo = QComboBox()
         self.device_combo.addItems(list(DEVICE_CHOICES))
         form.addRow("device", self.device_combo)
+        self.autosave_check = QCheckBox("autosave after every action (restore on reopen)")
+        self.autosave_check.setToolTip(
+            "the session is written to <image>.slicesam next to the image (or the user cache "
+            "when that folder is read-only) after every action; starting again on the same "
+            "image offers to restore it"
+        )
+        self.autosave_check.setChecked(True)
+        form.addRow(self.autosave_check)
         self.start_button = QPushButton("Start segmenting")
         self.start_button.clicked.connect(self.start)
         form.addRow(self.start_button)
@@ -330,13 +338,35 @@ class SliceSamWidget(QWidget):
         )
         model, device = self.model_combo.currentText(), self.device_combo.currentText()
         checkpoint = self.checkpoint_edit.text().strip() or None
+        source = layer.metadata.get(PATH_KEY) or (str(volume.path) if volume.path else None)
+        autosave = self.autosave_check.isChecked()
+        earlier = None
+        if autosave:
+            from slicesam.engine.autosave import find_autosave
+
+            earlier = find_autosave(source if source else session_volume)
+        restore = earlier is not None and self.ask_restore(earlier)
         self.start_button.setEnabled(False)
         self._set_status(f"loading {model}…")
 
         def job():
+            from slicesam.engine.autosave import start_autosave
             from slicesam.engine.session import Session
 
-            return Session(
+            if restore:
+                try:
+                    return Session.restore(
+                        earlier,
+                        model=model,
+                        volume=session_volume,
+                        labels=self.axes.view(labels),
+                        checkpoint=checkpoint,
+                        device=device,
+                    )
+                except SliceSamError as exc:  # e.g. another slicing axis: start afresh
+                    self.runner.message.emit(f"could not restore {earlier}: {exc}")
+                    labels[...] = 0
+            session = Session(
                 session_volume,
                 model=model,
                 checkpoint=checkpoint,
@@ -344,6 +374,9 @@ class SliceSamWidget(QWidget):
                 window=window,
                 labels=self.axes.view(labels),
             )
+            if autosave:  # an earlier sidecar is renamed aside, never overwritten
+                start_autosave(session, True, image_path=source, axis=self.axes.axis)
+            return session
 
         def done(session: Session) -> None:
             self.start_button.setEnabled(True)
@@ -354,6 +387,21 @@ class SliceSamWidget(QWidget):
             self._error(exc)
 
         self.runner.submit(job, done, failed)
+
+    def ask_restore(self, sidecar: Path) -> bool:
+        """Ask whether to restore the autosaved session in ``sidecar`` (tests replace this)."""
+        import time
+
+        from qtpy.QtWidgets import QMessageBox
+
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(sidecar.stat().st_mtime))
+        answer = QMessageBox.question(
+            self,
+            "Restore the autosaved session?",
+            f"An autosaved session of this image from {when} exists:\n{sidecar}\n\n"
+            "Restore it? (No starts a new session; the old one is kept beside it.)",
+        )
+        return answer == QMessageBox.StandardButton.Yes
 
     def _attach(self, session: Session, labels: np.ndarray) -> None:
         from slicesam.engine.prefetch import Prefetcher, prefetch_threads
@@ -396,6 +444,8 @@ class SliceSamWidget(QWidget):
             self.prefetcher = None
         if self.session is not None:
             self.viewer.dims.events.current_step.disconnect(self._on_step)
+            if self.session.autosave is not None:
+                self.session.autosave.close(timeout=10)  # everything on disk
         self.session = None
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt naming)

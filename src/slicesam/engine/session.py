@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,6 +143,12 @@ class Session:
             )
         self.volume = volume
         self.window = resolve_window(window, volume.data, volume.modality)
+        if volume.data.size and volume.data.min() == volume.data.max():
+            warnings.warn(
+                f"the volume is constant (every voxel is {volume.data.flat[0]}): there is no "
+                "structure to segment; is it the right file or channel?",
+                stacklevel=2,
+            )
         if isinstance(model, str):
             from ..models.registry import load_model
 

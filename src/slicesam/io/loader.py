@@ -37,7 +37,7 @@ def _handle_nonfinite(data: np.ndarray, path: object, fill_nonfinite: float | No
         raise VolumeReadError(
             f"{path} contains {n_bad} non-finite voxels ({n_nan} NaN, {n_bad - n_nan} inf) "
             f"out of {data.size}; pass fill_nonfinite=<value> to replace them "
-            "(e.g. load_volume(path, fill_nonfinite=0))"
+            "(e.g. load_volume(path, fill_nonfinite=0); command line: --fill-nonfinite 0)"
         )
     out = data.astype(np.float32, copy=True)
     out[~finite] = np.float32(fill_nonfinite)

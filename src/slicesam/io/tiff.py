@@ -8,6 +8,8 @@ for dtypes ImageJ cannot hold), or OME-XML ``PhysicalSize{X,Y,Z}``; otherwise 1.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -302,6 +304,19 @@ def _read_selected(
     return np.asarray(series.asarray()).reshape(shape)[index]
 
 
+@contextlib.contextmanager
+def _quiet_tifffile():
+    """Silence tifffile's own log lines while reading: a damaged file's problem is reported
+    once, in slicesam's error, not first as a cryptic tifffile warning."""
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def read_tiff(
     path: Path, channel: int | None, max_bytes: int | None = None
 ) -> tuple[np.ndarray, tuple[float, float, float], str, TiffGeometry, dict]:
@@ -329,7 +344,7 @@ def read_tiff(
             ``channel``, or too large for ``max_bytes``.
     """
     try:
-        with tifffile.TiffFile(path) as tf:
+        with _quiet_tifffile(), tifffile.TiffFile(path) as tf:
             if not tf.series:
                 raise VolumeReadError(f"{path} contains no image data")
             series = tf.series[0]

@@ -36,6 +36,14 @@ def load_state_dict(path: str | Path, map_location: str = "cpu") -> dict[str, An
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt/unsafe files
+        if "weights only load failed" in str(exc).lower():
+            # torch's own text suggests weights_only=False, which would run code from the file
+            raise CheckpointError(
+                f"cannot read checkpoint {path}: it is not a plain weights file (it is corrupt, "
+                "or it holds Python objects that would have to run code to load, which "
+                "slicesam never does). Use the official weights file, or save only the "
+                "model's state_dict: torch.save(model.state_dict(), path)"
+            ) from None
         raise CheckpointError(
             f"cannot read checkpoint {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}. "
             "Is it a PyTorch weights file (.pth/.pt) and complete (not truncated)?"
