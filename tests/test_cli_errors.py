@@ -160,3 +160,24 @@ def test_cli_fill_nonfinite_replaces_nan(tmp_path, capsys):
     assert code == 2 and "--fill-nonfinite" in err
     assert main(["info", str(image), "--fill-nonfinite", "0"]) == 0
     assert "shape" in capsys.readouterr().out
+
+
+def test_cli_scribbles_and_lassos(tmp_path, small_ct, capsys, monkeypatch):
+    import slicesam.models.registry as registry
+    from fakes import FakeModel
+
+    monkeypatch.setattr(registry, "load_model", lambda *a, **k: FakeModel(box_only=True))
+    doc = {
+        "objects": [
+            {"id": 2, "scribbles": [{"z": 1, "points": [[4, 3], [5, 6]]}]},
+            {"id": 3, "lassos": [{"z": 1, "points": [[2, 2], [2, 9], [8, 9], [8, 2]]}]},
+        ]
+    }
+    out = tmp_path / "o.nii.gz"
+    code = main(["segment", str(small_ct), "--prompts", write_prompts(tmp_path, doc),
+                 "--out", str(out), "--no-propagate"])  # fmt: skip
+    assert code == 0 and out.is_file()
+    bad = {"objects": [{"scribbles": [{"z": 1, "points": [[4, 3, 1]]}]}]}
+    code, err = run_cli(capsys, ["segment", str(small_ct), "--prompts",
+                                 write_prompts(tmp_path, bad), "--out", str(out)])  # fmt: skip
+    assert code == 2 and "objects[0].scribbles[0].points[0]: expected [y, x]" in err

@@ -254,7 +254,7 @@ def one(**obj: Any) -> dict:
         ({"objects": {"id": 1}}, 'prompts "objects": expected a list, got an object {"id": 1}'),
         ({"objects": []}, 'empty "objects" list'),
         ({"objects": [3]}, "objects[0]: expected an object"),
-        (one(id=1), "objects[0]: no boxes and no points"),
+        (one(id=1), "objects[0]: no boxes, points, scribbles or lassos"),
         (one(id="1", boxes=[B]), 'objects[0].id: expected a number, got a string "1"'),
         (one(id=0, boxes=[B]), "objects[0].id: label ids are integers 1..4294967295, got 0"),
         (one(id=1.5, boxes=[B]), "objects[0].id: expected an integer, got 1.5"),

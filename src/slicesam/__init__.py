@@ -28,6 +28,7 @@ _EXPORTS = {
     "Point": "slicesam.prompts",
     "Box": "slicesam.prompts",
     "Scribble": "slicesam.prompts",
+    "Lasso": "slicesam.prompts",
     "read_prompts": "slicesam.prompts",
     "MODELS": "slicesam.models.registry",
     "load_model": "slicesam.models.registry",
@@ -46,6 +47,7 @@ __all__ = [
     "PropagationParams",
     "PropagationSummary",
     "Scribble",
+    "Lasso",
     "Session",
     "SliceSamError",
     "Volume",
@@ -68,7 +70,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .io import Volume, load_volume, save_labels
     from .metrics import dice
     from .models.registry import MODELS, load_model
-    from .prompts import Box, Point, Scribble, read_prompts
+    from .prompts import Box, Lasso, Point, Scribble, read_prompts
     from .replay import replay_session
 
 

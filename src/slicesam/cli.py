@@ -57,7 +57,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     )
     print(f"loaded {vol}", file=sys.stderr)
     for i, obj in enumerate(objects):
-        for z in [b.z for b in obj.boxes] + [p.z for p in obj.points]:
+        strokes = [*obj.scribbles, *obj.lassos]
+        for z in [b.z for b in obj.boxes] + [p.z for p in obj.points] + [s.z for s in strokes]:
             if not 0 <= z < vol.shape[0]:
                 raise SliceSamError(
                     f"prompts objects[{i}]: slice z={z} is outside the volume "
@@ -79,6 +80,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
                 sess.add_box(label, box.z, box.xyxy)
             for point in obj.points:
                 sess.add_point(label, point.z, point.y, point.x, point.positive)
+            for st in obj.scribbles:
+                sess.add_scribble(label, st.z, [list(v) for v in st.points], st.positive)
+            for st in obj.lassos:
+                sess.add_lasso(label, st.z, [list(v) for v in st.points], st.positive)
             if args.propagate:
                 summary = sess.propagate(label, z_range=obj.z_range)
                 print(summary, file=sys.stderr)

@@ -5,10 +5,13 @@ The JSON format read by ``slicesam segment --prompts``::
     {"objects": [{"id": 1, "name": "liver",
                   "boxes": [{"z": 15, "box": [x0, y0, x1, y1]}],
                   "points": [{"z": 15, "y": 40, "x": 60, "positive": true}],
+                  "scribbles": [{"z": 15, "points": [[40, 50], [42, 60]], "positive": true}],
+                  "lassos": [{"z": 16, "points": [[30, 40], [30, 80], [70, 80]]}],
                   "z_range": [10, 20]}]}
 
-Box corners are inclusive pixel indices in ``volume.data[z]``. All fields but ``objects`` are
-optional (``positive`` defaults to true); every object needs a box or a point. Coordinates are
+Box corners are inclusive pixel indices in ``volume.data[z]``; scribble and lasso vertices are
+[y, x] pairs. All fields but ``objects`` are optional (``positive`` defaults to true); every
+object needs a box, a point, a scribble or a lasso. Coordinates are
 voxel indices (``z`` an integer, all ``>= 0``); ids are unique integers ``>= 1``. Unknown keys
 are errors (they are usually typos, e.g. ``"positve"``). Every problem raises
 :class:`~slicesam.errors.PromptError` naming the field, e.g. ``objects[0].points[2].x``.
@@ -62,6 +65,15 @@ class Scribble:
     positive: bool = True
 
 
+@dataclass(frozen=True)
+class Lasso:
+    """A closed polygon on slice z: ``points`` is a tuple of (y, x) vertices."""
+
+    z: int
+    points: tuple[tuple[float, float], ...]
+    positive: bool = True
+
+
 @dataclass
 class ObjectPrompts:
     """All prompts for one object as read from a prompts file."""
@@ -71,6 +83,8 @@ class ObjectPrompts:
     boxes: list[Box] = field(default_factory=list)
     points: list[Point] = field(default_factory=list)
     z_range: tuple[int, int] | None = None
+    scribbles: list[Scribble] = field(default_factory=list)
+    lassos: list[Lasso] = field(default_factory=list)
 
 
 #: Largest coordinate or slice index accepted (no volume has 2**31 voxels along an axis).
@@ -80,9 +94,10 @@ MAX_LABEL_ID = 2**32 - 1
 #: Largest magnitude of any number (integers above it are not exact as floats).
 MAX_NUMBER = 2**53
 
-_OBJECT_KEYS = ("id", "name", "boxes", "points", "z_range")
+_OBJECT_KEYS = ("id", "name", "boxes", "points", "scribbles", "lassos", "z_range")
 _BOX_KEYS = ("z", "box")
 _POINT_KEYS = ("z", "y", "x", "positive")
+_STROKE_KEYS = ("z", "points", "positive")
 _BOX_CORNERS = ("x0", "y0", "x1", "y1")
 
 
@@ -195,6 +210,24 @@ def _list(value: Any, where: str) -> list:
     return value
 
 
+def _stroke(raw: Any, where: str, kind: type) -> Any:
+    """A scribble or lasso entry: {"z", "points": [[y, x], ...], "positive"}."""
+    st = _mapping(raw, where, _STROKE_KEYS, ("z", "points"))
+    positive = st.get("positive", True)
+    if not isinstance(positive, bool):
+        raise PromptError(f"{where}.positive: expected true or false, got {_show(positive)}")
+    vertices = _list(st["points"], f"{where}.points")
+    if not vertices:
+        raise PromptError(f"{where}.points: expected at least one [y, x] vertex")
+    pts = []
+    for k, v in enumerate(vertices):
+        if not isinstance(v, list) or len(v) != 2:
+            raise PromptError(f"{where}.points[{k}]: expected [y, x], got {_show(v)}")
+        pts.append((_coordinate(v[0], f"{where}.points[{k}][0] (y)"),
+                    _coordinate(v[1], f"{where}.points[{k}][1] (x)")))  # fmt: skip
+    return kind(int(_coordinate(st["z"], f"{where}.z", integer=True)), tuple(pts), positive)
+
+
 def _check_inside(obj: ObjectPrompts, where: str, shape: tuple[int, int, int]) -> None:
     nz, ny, nx = (int(n) for n in shape)
     for j, b in enumerate(obj.boxes):
@@ -212,6 +245,17 @@ def _check_inside(obj: ObjectPrompts, where: str, shape: tuple[int, int, int]) -
             if value > n - 1:
                 raise PromptError(
                     f"{where}.points[{j}].{name}: {value:g} is outside the volume (0..{n - 1})"
+                )
+    for key in ("scribbles", "lassos"):
+        for j, st in enumerate(getattr(obj, key)):
+            if st.z >= nz:
+                raise PromptError(
+                    f"{where}.{key}[{j}].z: slice {st.z} is outside the volume (0..{nz - 1})"
+                )
+            if all(y > ny - 1 or x > nx - 1 for y, x in st.points):
+                raise PromptError(
+                    f"{where}.{key}[{j}]: every vertex lies outside the slice "
+                    f"(y 0..{ny - 1}, x 0..{nx - 1})"
                 )
 
 
@@ -281,6 +325,9 @@ def parse_prompts(doc: Any, shape: tuple[int, int, int] | None = None) -> list[O
                     positive,
                 )
             )
+        for key, kind in (("scribbles", Scribble), ("lassos", Lasso)):
+            for j, st in enumerate(_list(entry.get(key), f"{where}.{key}")):
+                getattr(obj, key).append(_stroke(st, f"{where}.{key}[{j}]", kind))
         if entry.get("z_range") is not None:
             zr = entry["z_range"]
             if not isinstance(zr, list) or len(zr) != 2:
@@ -289,8 +336,8 @@ def parse_prompts(doc: Any, shape: tuple[int, int, int] | None = None) -> list[O
                 int(_coordinate(v, f"{where}.z_range[{k}]", integer=True)) for k, v in enumerate(zr)
             )
             obj.z_range = (min(lo, hi), max(lo, hi))
-        if not obj.boxes and not obj.points:
-            raise PromptError(f"{where}: no boxes and no points: nothing to segment")
+        if not (obj.boxes or obj.points or obj.scribbles or obj.lassos):
+            raise PromptError(f"{where}: no boxes, points, scribbles or lassos: nothing to segment")
         if shape is not None:
             _check_inside(obj, where, shape)
         result.append(obj)
@@ -356,6 +403,13 @@ def prompts_to_json(objects: list[ObjectPrompts]) -> dict:
             entry["name"] = obj.name
         entry["boxes"] = [{"z": b.z, "box": [b.x0, b.y0, b.x1, b.y1]} for b in obj.boxes]
         entry["points"] = [asdict(p) for p in obj.points]
+        for key in ("scribbles", "lassos"):
+            strokes = getattr(obj, key)
+            if strokes:
+                entry[key] = [
+                    {"z": st.z, "points": [list(v) for v in st.points], "positive": st.positive}
+                    for st in strokes
+                ]
         if obj.z_range is not None:
             entry["z_range"] = list(obj.z_range)
         out.append(entry)

@@ -346,3 +346,19 @@ def test_uncertainty_layer_and_suggested_click(started, qtbot, monkeypatch):
     widget.show_uncertainty()  # again: replaced, not duplicated
     wait(qtbot, widget)
     assert sum("uncertainty" in layer.name for layer in viewer.layers) == 1
+
+
+def test_paths_are_scribbles_and_polygons_are_lassos(started, qtbot):
+    viewer, widget, a, _ = started
+    widget.shapes_layer.add_paths([np.array([[10, 18, 14], [10, 20, 18], [10, 22, 22]], float)])
+    wait(qtbot, widget)
+    assert np.array_equal(widget.labels_layer.data[10] == 1, a[10])
+    widget.toggle_polarity()
+    square = np.array([[10, 0, 0], [10, 0, 18], [10, 47, 18], [10, 47, 0]], float)
+    widget.shapes_layer.add_polygons([square])
+    wait(qtbot, widget)
+    got = widget.labels_layer.data[10] == 1
+    assert not got[:, :18].any() and got[20, 22], "a negative lasso removes what it encloses"
+    widget.shapes_layer.add_ellipses([[[10, 5, 5], [10, 5, 9], [10, 9, 9], [10, 9, 5]]])
+    wait(qtbot, widget)
+    assert "not a prompt" in widget.status_label.text()

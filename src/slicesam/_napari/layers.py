@@ -113,6 +113,13 @@ def rectangle_to_box(
     return z, tuple(float(v) for v in box)  # type: ignore[return-value]
 
 
+def vertices_to_stroke(vertices: np.ndarray, axes: AxisMap) -> tuple[int, list[list[float]]]:
+    """A napari path/polygon's (N, 3) data vertices -> (slice z, [[y, x], ...]) of the session."""
+    pts = np.array([axes.to_session(v) for v in vertices])
+    z = int(round(pts[:, 0].mean()))
+    return z, [[float(y), float(x)] for y, x in pts[:, 1:]]
+
+
 def visibility_colormap(cyclic, object_ids: Iterable[int], hidden: set[int]):
     """The labels colormap: napari's cyclic one, with hidden objects transparent."""
     if not hidden:

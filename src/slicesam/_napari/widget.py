@@ -55,6 +55,7 @@ from slicesam._napari.layers import (
     draw_prompts,
     prompt_geometry,
     rectangle_to_box,
+    vertices_to_stroke,
     visibility_colormap,
 )
 from slicesam._napari.reader import PATH_KEY, VOLUME_KEY
@@ -630,8 +631,12 @@ class SliceSamWidget(QWidget):
 
     def _on_shapes_data(self, event: Any) -> None:
         for index in self._added_items(event):
-            if self.shapes_layer.shape_type[index] != "rectangle":
-                self._set_status("only rectangles are prompts for now; draw a box")
+            kind = self.shapes_layer.shape_type[index]
+            if kind in ("path", "polygon"):
+                self._stroke_prompt(kind, self.shapes_layer.data[index])
+                continue
+            if kind != "rectangle":
+                self._set_status(f"a {kind} is not a prompt: draw a box, a path or a polygon")
                 continue
             z, box = rectangle_to_box(self.shapes_layer.data[index], self.axes)
             self._run(
@@ -641,6 +646,22 @@ class SliceSamWidget(QWidget):
                 f"box on slice {z}",
                 slices=[z],
             )
+
+    def _stroke_prompt(self, kind: str, vertices: np.ndarray) -> None:
+        """A path (scribble) or polygon (lasso) from the Shapes layer, with the click polarity."""
+        z, points = vertices_to_stroke(vertices, self.axes)
+        positive = self.positive
+        if kind == "path":
+            prompt = lambda s, obj, z=z, p=points, pos=positive: s.add_scribble(obj, z, p, pos)  # noqa: E731
+            what = "scribble"
+        else:
+            prompt = lambda s, obj, z=z, p=points, pos=positive: s.add_lasso(obj, z, p, pos)  # noqa: E731
+            what = "lasso"
+        self._run(
+            self._for_object(self._correcting(prompt, z)),
+            f"{'+' if positive else '-'} {what} on slice {z}",
+            slices=[z],
+        )
 
     def _on_paint(self, event: Any = None) -> None:
         if self.session is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +33,13 @@ from .journal import Journal, journaled
 from .masks import clip_box, expand_box, mask_bbox, paint, pixel_extent
 from .objects import DERIVED, INTERPOLATED, PROPAGATED, USER, SegObject, SlicePrompts
 from .propagation import PropagationParams, Step, predict_box, walk
+from .strokes import (
+    SCRIBBLE_POINTS,
+    as_polyline,
+    box_only_scribble,
+    lasso_mask,
+    sample_along,
+)
 from .uncertainty import Suggestion, suggest_click, uncertainty_map
 
 UINT16_MAX = np.iinfo(np.uint16).max
@@ -428,6 +435,95 @@ class Session:
             sign = "+" if positive else "-"
             return self._write_user_slice(
                 target, z, mask, score, logits, before, f"click {sign} on {z}"
+            )
+
+    def _stroke(self, z: int, points, what: str) -> np.ndarray:
+        """A stroke's (N, 2) (y, x) vertices, clipped to the slice; an error when none of it
+        lies on the slice."""
+        try:
+            line = as_polyline(points)
+        except (TypeError, ValueError) as exc:
+            raise PromptError(f"a {what} needs (y, x) vertices: {exc}") from None
+        if not np.isfinite(line).all():
+            raise PromptError(f"a {what} has non-finite coordinates")
+        h, w = self.shape[1:]
+        inside = (
+            (line[:, 0] >= 0) & (line[:, 0] <= h - 1) & (line[:, 1] >= 0) & (line[:, 1] <= w - 1)
+        )
+        if not inside.any():
+            raise PromptError(f"the {what} lies outside slice {z} (y 0..{h - 1}, x 0..{w - 1})")
+        return np.clip(line, 0, [h - 1, w - 1])
+
+    @journaled
+    def add_scribble(
+        self, obj: int, z: int, points: Sequence[Sequence[float]], positive: bool = True
+    ) -> np.ndarray:
+        """Add a scribble (a polyline of (y, x) vertices) on slice ``z``: positive marks
+        object, negative background. The slice becomes an anchor. What it becomes for each
+        model is described in :mod:`slicesam.engine.strokes`.
+
+        Returns:
+            the object's (y, x) bool mask on slice ``z`` as written into :attr:`labels`.
+        """
+        with self._lock:
+            target = self._get(obj)
+            z = self._check_z(z)
+            line = self._stroke(z, points, "scribble")
+            prompts = target.prompts.get(z, SlicePrompts())
+            predict = lambda **kw: self._predict(z, **kw)  # noqa: E731
+            logits = None
+            if self.model.box_only:
+                current = self.labels[z] == target.label_id
+                mask, score = box_only_scribble(
+                    predict, current, line, bool(positive), self.model_px
+                )
+                if score is None:
+                    score = target.confidence.get(z, 1.0)
+                sampled = []
+            else:
+                sampled = [
+                    Point(z, float(y), float(x), bool(positive))
+                    for y, x in sample_along(line, SCRIBBLE_POINTS)
+                ]
+                pred = point_model_click(
+                    predict,
+                    pixel_extent(prompts.box.xyxy) if prompts.box else None,
+                    [*prompts.points, *sampled],
+                    self._logits.get((target.label_id, z)),
+                )
+                mask, score, logits = pred.masks[0], float(pred.scores[0]), pred.low_res_logits[0]
+            before = self._state()
+            target.prompts[z] = SlicePrompts(prompts.box, [*prompts.points, *sampled])
+            sign = "+" if positive else "-"
+            return self._write_user_slice(
+                target, z, mask, score, logits, before, f"scribble {sign} on {z}"
+            )
+
+    @journaled
+    def add_lasso(
+        self, obj: int, z: int, polygon: Sequence[Sequence[float]], positive: bool = True
+    ) -> np.ndarray:
+        """Add a lasso (a closed polygon of (y, x) vertices) on slice ``z``: positive adds the
+        object it outlines, negative removes what it encloses. The slice becomes an anchor.
+
+        Returns:
+            the object's (y, x) bool mask on slice ``z`` as written into :attr:`labels`.
+        """
+        with self._lock:
+            target = self._get(obj)
+            z = self._check_z(z)
+            poly = self._stroke(z, polygon, "lasso")
+            current = self.labels[z] == target.label_id
+            mask, score = lasso_mask(
+                lambda **kw: self._predict(z, **kw), current, poly, bool(positive), self.model_px
+            )
+            if score is None:
+                score = target.confidence.get(z, 1.0)
+            before = self._state()
+            target.prompts.setdefault(z, SlicePrompts())
+            sign = "+" if positive else "-"
+            return self._write_user_slice(
+                target, z, mask, score, None, before, f"lasso {sign} on {z}"
             )
 
     def _unit_slice(self, z: int) -> np.ndarray:
@@ -854,8 +950,6 @@ class Session:
         """
         with self._lock:
             target = self._get(obj)
-            if target.locked:
-                raise PromptError(f"object {obj} is locked; unlock it to post-process it")
             mask = self.labels == target.label_id
             new = mask
             if keep_largest:

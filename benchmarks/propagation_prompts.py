@@ -1,0 +1,57 @@
+"""How should propagation prompt the next slice? Box, box + mask logits, box + interior points.
+
+Runs P1 (3D box, BENCHMARK.md) and P2 (one box, no z range) on every dataset with each
+``PropagationParams.prompt`` choice, sharing embeddings, and prints the mean 3D Dice.
+
+Usage::
+
+    python benchmarks/propagation_prompts.py --data ../shared/datasets [--datasets a,b]
+        [--max-objects N] [--out benchmarks/results/propagation_prompts.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from slicesam.bench.datasets import discover, load_dataset
+from slicesam.bench.protocols import Runner, p1_box3d, p2_box1
+from slicesam.engine.propagation import PropagationParams
+from slicesam.models.registry import load_model
+
+PROMPTS = ("box", "box+mask", "box+points")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default="../shared/datasets")
+    parser.add_argument("--datasets", default=None)
+    parser.add_argument("--max-objects", type=int, default=None)
+    parser.add_argument("--model", default="litemedsam")
+    parser.add_argument("--out", default="benchmarks/results/propagation_prompts.json")
+    args = parser.parse_args()
+    model = load_model(args.model)
+    names = args.datasets.split(",") if args.datasets else None
+    result: dict = {"model": model.name, "datasets": {}}
+    print("| dataset | " + " | ".join(f"P1 {p} | P2 {p}" for p in PROMPTS) + " |")
+    print("|---|" + "---|" * (2 * len(PROMPTS)))
+    for folder in discover(args.data, names):
+        ds = load_dataset(folder, max_objects=args.max_objects)
+        run = Runner(ds, model)  # one embedding cache for every variant
+        row: dict = {}
+        for prompt in PROMPTS:
+            run.session_kwargs = {"params": PropagationParams(prompt=prompt)}
+            row[f"P1 {prompt}"] = float(np.mean([p1_box3d(run, o)["dice"] for o in ds.objects]))
+            row[f"P2 {prompt}"] = float(np.mean([p2_box1(run, o)["dice"] for o in ds.objects]))
+        result["datasets"][ds.name] = row
+        cells = " | ".join(f"{row[f'P1 {p}']:.3f} | {row[f'P2 {p}']:.3f}" for p in PROMPTS)
+        print(f"| {ds.name} | {cells} |", flush=True)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Scribbles (polylines) and lassos (closed polygons) as prompts.
+
+What each becomes was chosen with ``benchmarks/scribbles_lassos.py`` (BENCHMARKS.md):
+
+- **box-only models** (LiteMedSAM): a positive scribble on a slice without a mask asks the
+  model for the box around the scribble grown by :data:`SCRIBBLE_BOX_MARGIN` model pixels, and
+  adds the scribble's own pixels; every other scribble edits the mask with disks along it, as
+  clicks do (:func:`slicesam.engine.clicks.local_edit`). A positive lasso asks the model for the
+  lasso's box and keeps its mask inside the lasso grown by :data:`LASSO_SLACK` model pixels; a
+  negative lasso removes what it encloses;
+- **models that take points** (SAM, MobileSAM): a scribble becomes points sampled along it
+  (:data:`SCRIBBLE_POINTS`) with its polarity; a positive lasso becomes the lasso's box, with
+  the mask kept inside the grown lasso.
+
+Coordinates are (y, x) slice pixels; masks are (y, x) bool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from ..models.base import Prediction
+from ..prompts import Point
+from .clicks import local_edit
+from .masks import expand_box, pixel_extent
+
+#: Points sampled along a scribble for models that take point prompts.
+SCRIBBLE_POINTS = 6
+#: Growth (model pixels) of a first positive scribble's box on box-only models.
+SCRIBBLE_BOX_MARGIN = 8.0
+#: A positive lasso keeps the model's mask inside the lasso grown by this (model pixels).
+LASSO_SLACK = 2.0
+
+
+def as_polyline(points: Sequence[Sequence[float]]) -> np.ndarray:
+    """(N, 2) float (y, x) array of a stroke's vertices (at least one)."""
+    arr = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if arr.shape[0] == 0:
+        raise ValueError("a stroke needs at least one (y, x) vertex")
+    return arr
+
+
+def sample_along(polyline: np.ndarray, n: int) -> np.ndarray:
+    """``n`` (y, x) points equally spaced along the polyline's length (its ends included)."""
+    if len(polyline) == 1 or n <= 1:
+        return polyline[:1].repeat(max(n, 1), axis=0)
+    seg = np.linalg.norm(np.diff(polyline, axis=0), axis=1)
+    cum = np.concatenate([[0.0], np.cumsum(seg)])
+    if cum[-1] == 0:
+        return polyline[:1].repeat(n, axis=0)
+    at = np.linspace(0.0, cum[-1], n)
+    return np.stack([np.interp(at, cum, polyline[:, i]) for i in (0, 1)], axis=1)
+
+
+def _cv_points(polyline: np.ndarray) -> np.ndarray:
+    return np.round(polyline[:, ::-1]).astype(np.int32).reshape(-1, 1, 2)  # (x, y) for OpenCV
+
+
+def stroke_mask(polyline: np.ndarray, shape: tuple[int, int], width: int = 1) -> np.ndarray:
+    """The pixels a scribble passes over (``width`` pixels wide)."""
+    out = np.zeros(shape, np.uint8)
+    cv2.polylines(out, [_cv_points(polyline)], False, 1, thickness=max(1, int(width)))
+    if len(polyline) == 1:
+        y, x = np.round(polyline[0]).astype(int)
+        if 0 <= y < shape[0] and 0 <= x < shape[1]:
+            out[y, x] = 1
+    return out.astype(bool)
+
+
+def polygon_mask(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The pixels inside a closed polygon (its outline included)."""
+    out = np.zeros(shape, np.uint8)
+    cv2.fillPoly(out, [_cv_points(polygon)], 1)
+    cv2.polylines(out, [_cv_points(polygon)], True, 1)
+    return out.astype(bool)
+
+
+def _stroke_box(polyline: np.ndarray, grow: float, shape: tuple[int, int]) -> tuple[float, ...]:
+    y0, x0 = polyline.min(axis=0)
+    y1, x1 = polyline.max(axis=0)
+    return expand_box(pixel_extent((x0, y0, x1, y1)), grow, shape, edge=1.0)
+
+
+def box_only_scribble(
+    predict: Callable[..., Prediction],
+    current: np.ndarray,
+    polyline: np.ndarray,
+    positive: bool,
+    model_px: float,
+    margin: float = SCRIBBLE_BOX_MARGIN,
+) -> tuple[np.ndarray, float | None]:
+    """New mask after a scribble on a box-only model, and the model's confidence (None when
+    the model was not asked); see the module docstring. ``margin``: the first scribble's box
+    growth in model pixels."""
+    line = stroke_mask(polyline, current.shape)
+    if positive and not current.any():
+        pred = predict(box=_stroke_box(polyline, margin * model_px, current.shape))
+        return pred.masks[0] | line, float(pred.scores[0])
+    mask = current
+    for y, x in sample_along(polyline, max(2, int(np.ceil(_length(polyline) / 2.0)))):
+        mask = local_edit(mask, Point(0, float(y), float(x), positive))
+    mask = (mask | line) if positive else (mask & ~line)
+    return mask, None
+
+
+def _length(polyline: np.ndarray) -> float:
+    if len(polyline) < 2:
+        return 0.0
+    return float(np.linalg.norm(np.diff(polyline, axis=0), axis=1).sum())
+
+
+#: What a positive lasso adds (see :func:`lasso_mask`).
+LASSO_MODES = ("model_in_lasso", "model", "lasso")
+
+
+def lasso_mask(
+    predict: Callable[..., Prediction],
+    current: np.ndarray,
+    polygon: np.ndarray,
+    positive: bool,
+    model_px: float,
+    mode: str = "model_in_lasso",
+    slack: float = LASSO_SLACK,
+) -> tuple[np.ndarray, float | None]:
+    """New mask after a lasso (any model: only its box is a prompt); see the module docstring.
+
+    A positive lasso adds, by ``mode``: "model_in_lasso" (default) the model's mask for the
+    lasso's box kept inside the lasso grown by ``slack`` model pixels (the lasso itself when the
+    model finds nothing there); "model" that mask unrestricted; "lasso" the enclosed pixels. A
+    negative lasso removes the enclosed pixels.
+    """
+    if mode not in LASSO_MODES:
+        raise ValueError(f"unknown lasso mode {mode!r}; choose from {LASSO_MODES}")
+    inside = polygon_mask(polygon, current.shape)
+    if not positive:
+        return current & ~inside, None
+    if mode == "lasso":
+        return current | inside, None
+    pred = predict(box=_stroke_box(polygon, 0.0, current.shape))
+    found = pred.masks[0]
+    if mode == "model_in_lasso":
+        grow = max(1, int(round(slack * model_px)))
+        found = found & ndimage.binary_dilation(inside, iterations=grow)
+    if not found.any():
+        found = inside
+    return current | found, float(pred.scores[0])
