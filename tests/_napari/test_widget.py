@@ -362,3 +362,24 @@ def test_paths_are_scribbles_and_polygons_are_lassos(started, qtbot):
     widget.shapes_layer.add_ellipses([[[10, 5, 5], [10, 5, 9], [10, 9, 9], [10, 9, 5]]])
     wait(qtbot, widget)
     assert "not a prompt" in widget.status_label.text()
+
+
+def test_download_button_fetches_missing_weights(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    import slicesam.models.download as download
+
+    served = tmp_path / "mirror.pt"
+    served.write_bytes(b"\x01" * 2_500_000)
+    real = download.fetch
+    monkeypatch.setattr(download, "fetch", lambda name, **kw: real(name, url=served.as_uri(), **kw))
+    widget = SliceSamWidget(make_napari_viewer(show=True))
+    widget.model_combo.setCurrentText("litemedsam")
+    assert "weights:" in widget.weights_label.text() and not widget.fetch_button.isEnabled()
+    widget.model_combo.setCurrentText("grabcut")
+    assert widget.weights_label.text() == "no weights needed"
+    widget.model_combo.setCurrentText("mobilesam")
+    assert "missing" in widget.weights_label.text() and widget.fetch_button.isEnabled()
+    widget.fetch_weights()
+    wait(qtbot, widget)
+    assert "downloaded mobilesam" in widget.status_label.text()
+    assert "weights:" in widget.weights_label.text() and not widget.fetch_button.isEnabled()
+    assert widget.progress.value() == 2

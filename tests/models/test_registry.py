@@ -142,3 +142,19 @@ def test_autocast_is_fp16_on_cuda_only():
         warnings.simplefilter("ignore")  # "CUDA is not available" on CPU machines
         ctx = autocast("cuda:0")
     assert isinstance(ctx, torch.autocast) and ctx.fast_dtype == torch.float16
+
+
+def test_encoder_precision_per_device(monkeypatch):
+    from slicesam.models.device import encoder_autocast
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, name = encoder_autocast("cuda:0")
+    assert name == "reference-autocast-fp16"
+    factory, name = encoder_autocast("cpu")
+    assert name in ("reference-autocast-bf16", "reference-fp32")
+    with factory():
+        assert torch.is_autocast_enabled("cpu") == name.endswith("bf16")
+    monkeypatch.setenv("SLICESAM_ENCODER_DTYPE", "float32")
+    assert encoder_autocast("cpu")[1] == "reference-fp32"
+    assert encoder_autocast("mps")[1] == "reference-fp32"

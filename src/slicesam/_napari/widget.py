@@ -145,7 +145,20 @@ class SliceSamWidget(QWidget):
         self.model_combo = QComboBox()
         self.model_combo.addItems(list(MODELS))
         self.model_combo.setCurrentText(DEFAULT_MODEL)
-        form.addRow("model", self.model_combo)
+        row = QHBoxLayout()
+        row.addWidget(self.model_combo, 1)
+        self.fetch_button = QPushButton("Download weights")
+        self.fetch_button.setToolTip(
+            "download the selected model's official weights into the cache folder "
+            "($SLICESAM_CACHE_DIR), with their sha256 checked"
+        )
+        self.fetch_button.clicked.connect(self.fetch_weights)
+        row.addWidget(self.fetch_button)
+        form.addRow("model", row)
+        self.weights_label = QLabel("")
+        self.weights_label.setWordWrap(True)
+        form.addRow(self.weights_label)
+        self.model_combo.currentTextChanged.connect(lambda _: self._update_weights_state())
         row = QHBoxLayout()
         self.checkpoint_edit = QLineEdit()
         self.checkpoint_edit.setPlaceholderText("weights file (SAM models)")
@@ -265,6 +278,7 @@ class SliceSamWidget(QWidget):
         layout.addWidget(self.status_label)
         layout.addStretch(1)
         self._update_polarity_button()
+        self._update_weights_state()
 
     def _bind_keys(self) -> None:
         for key, (_, method) in SHORTCUTS.items():
@@ -285,6 +299,47 @@ class SliceSamWidget(QWidget):
         elif active is not None and active.name in names:
             self.image_combo.setCurrentText(active.name)
         self.image_combo.blockSignals(False)
+
+    def _update_weights_state(self) -> None:
+        """Say whether the selected model's weights are here; offer the download if not."""
+        spec = MODELS[self.model_combo.currentText()]
+        downloadable = spec.weights is not None
+        present = spec.weights_present()
+        self.fetch_button.setEnabled(downloadable and not present and not self.busy)
+        if not spec.needs_torch:
+            text = "no weights needed"
+        elif present:
+            text = f"weights: {spec.weights_path()}"
+        elif downloadable:
+            text = "weights missing: Download, or pick a weights file below"
+        else:
+            text = "weights missing: pick a weights file below"
+        self.weights_label.setText(text)
+
+    def fetch_weights(self) -> None:
+        """Download the selected model's weights in the background, with progress."""
+        from slicesam.models.download import fetch
+
+        name = self.model_combo.currentText()
+        self.fetch_button.setEnabled(False)
+        self._set_status(f"downloading {name} weights…")
+        bar, say = self.runner.progress.emit, self.runner.message.emit
+
+        def progress(done: int, total: int | None) -> None:
+            # megabytes keep the numbers inside Qt's int range
+            mb, of = done // 1_000_000, (total or 0) // 1_000_000
+            bar(mb, max(1, of or mb + 1))
+            say(f"downloading {name}: {mb} MB" + (f" of {of} MB" if of else ""))
+
+        def done(path) -> None:
+            self._update_weights_state()
+            self._set_status(f"downloaded {name} weights to {path}")
+
+        def failed(exc: BaseException) -> None:
+            self._update_weights_state()
+            self._error(exc)
+
+        self.runner.submit(lambda: fetch(name, progress=progress), done, failed)
 
     def _browse_checkpoint(self) -> None:
         path, _ = QFileDialog.getOpenFileName(

@@ -23,8 +23,9 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError
+from .base import Embedding, Prediction
 from .checkpoints import file_sha256, load_state_dict
-from .device import resolve_device
+from .device import autocast, resolve_device
 from .torch_sam import TorchSamFamilyModel, longest_side_shape
 
 INPUT_SIZE = 256
@@ -46,9 +47,21 @@ def preprocess_litemedsam(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int
 
 
 class LiteMedSAM(TorchSamFamilyModel):
-    """LiteMedSAM behind the slicesam model interface. Trained with boxes: ``box_only``."""
+    """LiteMedSAM behind the slicesam model interface. Trained with boxes: ``box_only``.
+
+    On CUDA both networks run under float16 autocast (:func:`~slicesam.models.device.autocast`;
+    a no-op elsewhere: the CPU encoder chooses its own precision).
+    """
 
     box_only = True
+
+    def embed(self, image: np.ndarray) -> Embedding:
+        with autocast(self.device):
+            return super().embed(image)
+
+    def predict(self, embedding: Embedding, **prompts) -> Prediction:
+        with autocast(self.device):
+            return super().predict(embedding, **prompts)
 
     def _preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
         array, size = preprocess_litemedsam(image)
@@ -121,7 +134,7 @@ def load_litemedsam(
         ) from None
     use_fast = fast_encoder_default(dev) if fast is None else bool(fast)
     encoder: torch.nn.Module = net.image_encoder
-    variant = "reference-fp32"
+    variant = "reference-autocast-fp16" if dev.startswith("cuda") else "reference-fp32"
     if use_fast:
         from .tinyvit_fast import FastTinyViT, default_dtype
 
