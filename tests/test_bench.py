@@ -93,3 +93,15 @@ def test_p4_with_suggested_clicks(dataset_root):
     r = p4_suggested(run, 1, max_clicks=4)
     assert len(r["iou_curve"]) == 5 and r["iou_curve"][1] > 0.5
     assert 0 <= r["followed"] <= 3
+
+
+@pytest.mark.parametrize("name", ["grabcut", "random_walker"])
+def test_classical_backends_run_the_benchmark(dataset_root, tmp_path, name):
+    root, _, _ = dataset_root
+    result = run_benchmark(
+        root, tmp_path / name, model=name, protocols=["P1", "P2"], baselines=False,
+        progress=False,
+    )  # fmt: skip
+    summary = result["datasets"]["balls"]["summary"]
+    assert result["environment"]["model"] == name
+    assert summary["P1"] > 0.8, "bright balls on black are easy for a classical method"

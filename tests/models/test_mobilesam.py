@@ -196,3 +196,16 @@ def test_mobilesam_random_weights_through_a_session(mobile_checkpoint):
 @pytest.mark.slow
 def test_medsam_random_weights_through_a_session(vit_b_checkpoint):
     _session_run("medsam", vit_b_checkpoint)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["vit_l", "vit_h"])
+def test_large_sam_random_weights_through_a_session(tmp_path, arch):
+    """SAM ViT-L and ViT-H with random weights: built, saved, detected, loaded by name and
+    run through a session (two slices)."""
+    from segment_anything import sam_model_registry
+
+    torch.manual_seed(0)
+    path = tmp_path / f"random_{arch}.pth"
+    torch.save(sam_model_registry[arch]().state_dict(), path)
+    _session_run(f"sam_{arch}", path)

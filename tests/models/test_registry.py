@@ -152,9 +152,12 @@ def test_encoder_precision_per_device(monkeypatch):
         _, name = encoder_autocast("cuda:0")
     assert name == "reference-autocast-fp16"
     factory, name = encoder_autocast("cpu")
-    assert name in ("reference-autocast-bf16", "reference-fp32")
+    assert name == "reference-fp32", "bf16 changes masks: opt-in only"
+    with factory():
+        assert not torch.is_autocast_enabled("cpu")
+    monkeypatch.setenv("SLICESAM_ENCODER_DTYPE", "bfloat16")
+    factory, name = encoder_autocast("cpu")
+    assert name in ("reference-autocast-bf16", "reference-fp32")  # the latter without bf16
     with factory():
         assert torch.is_autocast_enabled("cpu") == name.endswith("bf16")
-    monkeypatch.setenv("SLICESAM_ENCODER_DTYPE", "float32")
-    assert encoder_autocast("cpu")[1] == "reference-fp32"
     assert encoder_autocast("mps")[1] == "reference-fp32"

@@ -460,7 +460,7 @@ class SliceSamWidget(QWidget):
         return answer == QMessageBox.StandardButton.Yes
 
     def _attach(self, session: Session, labels: np.ndarray) -> None:
-        from slicesam.engine.prefetch import Prefetcher, prefetch_threads
+        from slicesam.engine.prefetch import Prefetcher
 
         self.session = session
         layer = self.image_layer
@@ -481,7 +481,6 @@ class SliceSamWidget(QWidget):
             session.shape[0],
             radius=8,
             on_status=self.runner.message.emit,
-            thread_setup=lambda: session.limit_threads(prefetch_threads()),
         )
         self._on_step()
         self.viewer.layers.selection.active = self.shapes_layer

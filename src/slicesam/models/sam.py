@@ -6,8 +6,8 @@ Checkpoints are loaded with ``weights_only=True``. A cached file, or a file with
 official names, is checked against the official sha256; any other file is accepted and its hash
 recorded. A file holding another architecture is an error that names the right ``--model``.
 On CUDA the networks run under float16 autocast (:func:`slicesam.models.device.autocast`); on
-CPUs with native bfloat16 the image encoder runs under bf16 autocast
-(:func:`slicesam.models.device.encoder_autocast`; speed in BENCHMARKS.md).
+CPUs with native bfloat16, ``SLICESAM_ENCODER_DTYPE=bfloat16`` runs the image encoder under
+bf16 autocast (:func:`slicesam.models.device.encoder_autocast`; speed in BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ class SamModel(TorchSamFamilyModel):
 
     def embed(self, image: np.ndarray) -> Embedding:
         """Embed a (H, W) uint8 slice: features (1, 256, 64, 64) float16 (fp16 autocast on
-        CUDA, bf16 autocast on CPUs with native bf16)."""
+        CUDA; bf16 autocast on request on CPUs with native bf16)."""
         with self._encoder_precision():
             return super().embed(image)
 
