@@ -46,6 +46,11 @@ def work(sess: Session, a: np.ndarray, b: np.ndarray) -> None:
     sess.overwrite = "none"
     sess.add_box(one, 12, box_of(a[12]))
     sess.interpolate(one)
+    three = sess.new_object("C")
+    sess.add_scribble(three, 9, [[22.0, 42.0], [24.0, 46.0], [26.0, 50.0]])
+    sess.add_lasso(three, 7, [[18.0, 40.0], [18.0, 52.0], [30.0, 52.0], [30.0, 40.0]])
+    sess.add_scribble(three, 9, [[20.0, 46.0], [28.0, 46.0]], positive=False)
+    sess.postprocess(three, keep_largest=True, fill_holes=True, per_slice=False)
 
 
 def test_replay_gives_the_identical_labels(tmp_path, two_balls, fake_cls):
@@ -58,7 +63,7 @@ def test_replay_gives_the_identical_labels(tmp_path, two_balls, fake_cls):
     assert result.identical, str(result)
     assert np.array_equal(result.labels, sess.labels)
     assert result.session.objects == sess.objects
-    assert result.actions == 18 and result.first_divergence is None
+    assert result.actions == 23 and result.first_divergence is None
     assert "identical" in str(result)
 
 
@@ -141,7 +146,7 @@ def test_cli_replay_writes_the_labels(
     out = tmp_path / "replayed.tif"
     assert main(["replay", str(tif_image), "--out", str(out)]) == 0
     captured = capsys.readouterr()
-    assert "replayed 18 actions" in captured.out and "identical" in captured.out
+    assert "replayed 23 actions" in captured.out and "identical" in captured.out
     assert "model fake" in captured.err
     assert np.array_equal(load_volume(out).data, sess.labels)
     sidecar = tif_image.with_name("balls.tif.slicesam")
