@@ -36,7 +36,8 @@ from slicesam.engine.strokes import LASSO_MODES, box_only_scribble, lasso_mask
 from slicesam.metrics import iou
 from slicesam.models.registry import load_model
 
-MARGINS = (0.0, 4.0, 8.0, 16.0, 32.0)
+MARGINS = (8.0, 16.0, 32.0)
+RELATIVE = (1.0, 1.5, 2.0, 3.0)
 SLACKS = (0.0, 2.0, 4.0)
 
 
@@ -82,6 +83,7 @@ def measure(run: Runner, rng: np.random.Generator) -> dict:
     sess = run.session()
     px = sess.model_px
     out: dict = {f"scribble margin {m:g}": [] for m in MARGINS}
+    out.update({f"scribble square {f:g}x length": [] for f in RELATIVE})
     out.update({f"lasso {mode}": [] for mode in LASSO_MODES if mode != "model_in_lasso"})
     out.update({f"lasso model_in_lasso slack {s:g}": [] for s in SLACKS})
     out["corrections start"] = []
@@ -94,14 +96,17 @@ def measure(run: Runner, rng: np.random.Generator) -> dict:
         empty = np.zeros_like(gt)
         stroke = main_axis_stroke(gt)
         for m in MARGINS:
-            mask, _ = box_only_scribble(predict, empty, stroke, True, px, margin=m)
+            mask, _ = box_only_scribble(predict, empty, stroke, True, px, margin=m, relative=None)
             out[f"scribble margin {m:g}"].append(iou(mask, gt))
+        for f in RELATIVE:
+            mask, _ = box_only_scribble(predict, empty, stroke, True, px, relative=f)
+            out[f"scribble square {f:g}x length"].append(iou(mask, gt))
         poly = rough_lasso(gt, int(round(rng.uniform(1, 4) * px)))
-        for mode in ("model", "lasso"):
+        for mode in ("auto", "model", "lasso"):
             mask, _ = lasso_mask(predict, empty, poly, True, px, mode=mode)
             out[f"lasso {mode}"].append(iou(mask, gt))
         for s in SLACKS:
-            mask, _ = lasso_mask(predict, empty, poly, True, px, slack=s)
+            mask, _ = lasso_mask(predict, empty, poly, True, px, mode="model_in_lasso", slack=s)
             out[f"lasso model_in_lasso slack {s:g}"].append(iou(mask, gt))
         x0, y0, x1, y1 = pixel_extent(tight_box(gt))
         d = rng.uniform(-4, 8, size=4) * px

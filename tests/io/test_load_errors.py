@@ -377,7 +377,8 @@ def test_constant_volume_loads_and_segments(tmp_path, fake_model, value, dtype, 
     vol = load_volume(path, modality=modality)
     lo, hi = default_window(vol.data, vol.modality)
     assert np.isfinite([lo, hi]).all() and lo < hi
-    sess = Session(vol, model=fake_model)
+    with pytest.warns(UserWarning, match="constant"):
+        sess = Session(vol, model=fake_model)
     obj = sess.new_object("a")
     sess.add_box(obj, 1, (2, 2, 10, 10))
     sess.add_point(obj, 2, 5.0, 5.0, True)

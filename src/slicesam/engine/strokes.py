@@ -32,6 +32,8 @@ from .masks import expand_box, pixel_extent
 SCRIBBLE_POINTS = 6
 #: Growth (model pixels) of a first positive scribble's box on box-only models.
 SCRIBBLE_BOX_MARGIN = 8.0
+#: ... or, when set, a square this many times the stroke's length wide around its centre.
+SCRIBBLE_BOX_RELATIVE: float | None = None
 #: A positive lasso keeps the model's mask inside the lasso grown by this (model pixels).
 LASSO_SLACK = 2.0
 
@@ -92,19 +94,34 @@ def box_only_scribble(
     positive: bool,
     model_px: float,
     margin: float = SCRIBBLE_BOX_MARGIN,
+    relative: float | None = SCRIBBLE_BOX_RELATIVE,
 ) -> tuple[np.ndarray, float | None]:
     """New mask after a scribble on a box-only model, and the model's confidence (None when
-    the model was not asked); see the module docstring. ``margin``: the first scribble's box
-    growth in model pixels."""
+    the model was not asked); see the module docstring. The first scribble's box is the
+    stroke's box grown by ``margin`` model pixels, or with ``relative`` a square around the
+    stroke's centre ``relative`` times the stroke's length wide (at least its box + margin)."""
     line = stroke_mask(polyline, current.shape)
     if positive and not current.any():
-        pred = predict(box=_stroke_box(polyline, margin * model_px, current.shape))
+        box = _stroke_box(polyline, margin * model_px, current.shape)
+        if relative:
+            cy, cx = (polyline.min(axis=0) + polyline.max(axis=0)) / 2
+            half = relative * max(_length(polyline), 1.0) / 2
+            square = (cx - half, cy - half, cx + half, cy + half)
+            grown = (min(box[0], square[0]), min(box[1], square[1]),
+                     max(box[2], square[2]), max(box[3], square[3]))  # fmt: skip
+            box = expand_box(grown, 0.0, current.shape, edge=1.0)
+        pred = predict(box=box)
         return pred.masks[0] | line, float(pred.scores[0])
     mask = current
     for y, x in sample_along(polyline, max(2, int(np.ceil(_length(polyline) / 2.0)))):
         mask = local_edit(mask, Point(0, float(y), float(x), positive))
     mask = (mask | line) if positive else (mask & ~line)
     return mask, None
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.count_nonzero(a | b)
+    return np.count_nonzero(a & b) / union if union else 1.0
 
 
 def _length(polyline: np.ndarray) -> float:
@@ -114,7 +131,9 @@ def _length(polyline: np.ndarray) -> float:
 
 
 #: What a positive lasso adds (see :func:`lasso_mask`).
-LASSO_MODES = ("model_in_lasso", "model", "lasso")
+LASSO_MODES = ("auto", "model_in_lasso", "model", "lasso")
+#: "auto": the model's mask inside the lasso unless it covers less than this IoU of the lasso.
+LASSO_MIN_IOU = 0.5
 
 
 def lasso_mask(
@@ -123,15 +142,17 @@ def lasso_mask(
     polygon: np.ndarray,
     positive: bool,
     model_px: float,
-    mode: str = "model_in_lasso",
+    mode: str = "auto",
     slack: float = LASSO_SLACK,
 ) -> tuple[np.ndarray, float | None]:
     """New mask after a lasso (any model: only its box is a prompt); see the module docstring.
 
-    A positive lasso adds, by ``mode``: "model_in_lasso" (default) the model's mask for the
-    lasso's box kept inside the lasso grown by ``slack`` model pixels (the lasso itself when the
-    model finds nothing there); "model" that mask unrestricted; "lasso" the enclosed pixels. A
-    negative lasso removes the enclosed pixels.
+    A positive lasso adds, by ``mode``: "model_in_lasso" the model's mask for the lasso's box
+    kept inside the lasso grown by ``slack`` model pixels (the lasso itself when the model finds
+    nothing there); "model" that mask unrestricted; "lasso" the enclosed pixels; "auto"
+    (default) "model_in_lasso" unless its IoU with the lasso is below :data:`LASSO_MIN_IOU`
+    (the model disagrees with the user's outline: the outline wins). A negative lasso removes
+    the enclosed pixels.
     """
     if mode not in LASSO_MODES:
         raise ValueError(f"unknown lasso mode {mode!r}; choose from {LASSO_MODES}")
@@ -142,9 +163,9 @@ def lasso_mask(
         return current | inside, None
     pred = predict(box=_stroke_box(polygon, 0.0, current.shape))
     found = pred.masks[0]
-    if mode == "model_in_lasso":
+    if mode in ("model_in_lasso", "auto"):
         grow = max(1, int(round(slack * model_px)))
         found = found & ndimage.binary_dilation(inside, iterations=grow)
-    if not found.any():
+    if not found.any() or (mode == "auto" and _iou(found, inside) < LASSO_MIN_IOU):
         found = inside
     return current | found, float(pred.scores[0])
