@@ -58,11 +58,14 @@ def test_lasso_modes_and_negative_lasso(two_balls):
     predict = lambda **kw: model.predict(emb, **kw)  # noqa: E731
     empty = np.zeros_like(a[10])
     rough = np.array([[12.0, 10.0], [12.0, 26.0], [28.0, 26.0], [28.0, 10.0]])
-    for mode in ("model_in_lasso", "model"):
+    for mode in ("model_in_lasso", "model", "auto"):
         mask, score = lasso_mask(predict, empty, rough, True, 1.0, mode=mode)
         assert (mask == a[10]).all() and score == pytest.approx(0.9)
-    loose, _ = lasso_mask(predict, empty, rough, True, 1.0, mode="lasso")
-    assert loose.sum() == polygon_mask(rough, empty.shape).sum()
+    loose, score = lasso_mask(predict, empty, rough, True, 1.0)  # the default: the outline
+    assert loose.sum() == polygon_mask(rough, empty.shape).sum() and score is None
+    wild = np.array([[0.0, 0.0], [0.0, 63.0], [47.0, 63.0], [47.0, 0.0]])  # the whole slice
+    auto, _ = lasso_mask(predict, empty, wild, True, 1.0, mode="auto")
+    assert auto.all(), "auto: the model disagrees with the outline, the outline wins"
     half = np.array([[0.0, 0.0], [0.0, 18.0], [47.0, 18.0], [47.0, 0.0]])
     cut, _ = lasso_mask(predict, a[10], half, False, 1.0)
     assert not cut[:, :19].any() and cut[20, 22]
@@ -72,7 +75,7 @@ def test_session_lasso_and_stroke_errors(two_balls):
     sess, a, _ = _session(two_balls, True)
     obj = sess.new_object()
     mask = sess.add_lasso(obj, 10, [(12, 10), (12, 26), (28, 26), (28, 10)])
-    assert (mask == a[10]).all()
+    assert mask.sum() == 17 * 17 and mask[12, 10] and mask[28, 26]
     assert sess.undo() and not (sess.labels == obj).any()
     with pytest.raises(PromptError, match="outside slice 10"):
         sess.add_scribble(obj, 10, [(-50, -50), (-40, -40)])
