@@ -49,3 +49,14 @@ def tiff_stack(tmp_path: Path) -> Path:
         metadata={"axes": "ZYX", "spacing": 2.0, "unit": "um"},
     )
     return path
+
+
+@pytest.fixture(autouse=True)
+def _no_modal_restore_dialog(monkeypatch):
+    """A test never blocks on the widget's "restore the autosaved session?" question: the
+    answer is No unless a test sets ``widget.ask_restore`` itself."""
+    try:
+        from slicesam._napari.widget import SliceSamWidget
+    except ImportError:  # pragma: no cover - napari/Qt missing: the GUI tests skip anyway
+        return
+    monkeypatch.setattr(SliceSamWidget, "ask_restore", lambda self, sidecar: False)

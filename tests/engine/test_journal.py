@@ -332,3 +332,15 @@ def test_a_click_stays_fast_with_autosave(tmp_path, two_balls, fake_model):
     base, with_autosave = clicks(plain), clicks(saved)
     saved.autosave.flush()
     assert with_autosave - base < 0.02, (base, with_autosave)
+
+
+def test_no_sidecar_inside_installed_packages(tmp_path):
+    from slicesam.engine.autosave import sessions_cache_dir, sidecar_for
+
+    image = tmp_path / "lib" / "site-packages" / "pkg" / "image.nii.gz"
+    image.parent.mkdir(parents=True)
+    image.write_bytes(b"")
+    assert sidecar_for(image).parent == sessions_cache_dir()
+    ordinary = tmp_path / "data" / "image.nii.gz"
+    ordinary.parent.mkdir()
+    assert sidecar_for(ordinary) == ordinary.with_name("image.nii.gz.slicesam")

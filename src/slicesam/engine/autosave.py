@@ -2,7 +2,8 @@
 
 The sidecar (format: :mod:`slicesam.engine.journal`) is the folder ``<image>.slicesam/`` next
 to the image. When the image's folder is not writable, or the volume has no file, it goes to
-the user cache instead: ``$SLICESAM_CACHE_DIR/sessions/<key>`` when that variable is set, else
+the user cache instead (also for images inside installed packages, such as the bundled
+samples): ``$SLICESAM_CACHE_DIR/sessions/<key>`` when that variable is set, else
 ``~/.cache/slicesam/sessions/<key>`` (``$XDG_CACHE_HOME`` honoured), where ``<key>`` hashes the
 image's absolute path (or, without a file, the volume's content).
 
@@ -82,7 +83,14 @@ def sidecar_candidates(image: str | Path | Volume | np.ndarray) -> list[Path]:
 
 
 def _writable_dir(folder: Path) -> bool:
-    return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
+    return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK) and not _installed(folder)
+
+
+def _installed(folder: Path) -> bool:
+    """True for folders of installed packages (e.g. the bundled sample volumes): a sidecar
+    never goes there, even when the user may write there."""
+    parts = {p.lower() for p in folder.resolve().parts}
+    return bool(parts & {"site-packages", "dist-packages"})
 
 
 def sidecar_for(image: str | Path | Volume | np.ndarray) -> Path:
