@@ -20,13 +20,13 @@ Embeddings are computed once per dataset and shared by every strategy.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from functools import partial
 from pathlib import Path
 
 import numpy as np
+from _study import study_args
 
 from slicesam.bench.datasets import discover, load_dataset
 from slicesam.bench.protocols import Runner, p3_correct
@@ -34,7 +34,6 @@ from slicesam.bench.simulate import next_click_2d, tight_box
 from slicesam.engine.clicks import CLICK_STRATEGIES, box_only_click
 from slicesam.engine.masks import expand_box, pixel_extent
 from slicesam.metrics import iou
-from slicesam.models.registry import load_model
 from slicesam.prompts import Point
 
 
@@ -84,18 +83,9 @@ def corrections_2d(run: Runner, strategy: str, clicks: int) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default="../shared/datasets")
-    parser.add_argument("--datasets", default=None, help="comma-separated dataset names")
-    parser.add_argument("--max-objects", type=int, default=None)
-    parser.add_argument("--clicks", type=int, default=5)
-    parser.add_argument("--model", default="litemedsam")
-    parser.add_argument("--out", default="benchmarks/results/click_strategies.json")
-    args = parser.parse_args()
-    model = load_model(args.model)
+    args, model, names = study_args(__doc__, "click_strategies.json", clicks=5)
     if not model.box_only:
         raise SystemExit(f"{args.model} takes point prompts: click strategies do not apply")
-    names = args.datasets.split(",") if args.datasets else None
     result: dict = {"model": model.name, "clicks": args.clicks, "datasets": {}}
     for folder in discover(args.data, names):
         ds = load_dataset(folder, max_objects=args.max_objects)

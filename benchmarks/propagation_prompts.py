@@ -11,30 +11,21 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
+from _study import study_args
 
 from slicesam.bench.datasets import discover, load_dataset
 from slicesam.bench.protocols import Runner, p1_box3d, p2_box1
 from slicesam.engine.propagation import PropagationParams
-from slicesam.models.registry import load_model
 
 PROMPTS = ("box", "box+mask", "box+points")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default="../shared/datasets")
-    parser.add_argument("--datasets", default=None)
-    parser.add_argument("--max-objects", type=int, default=None)
-    parser.add_argument("--model", default="litemedsam")
-    parser.add_argument("--out", default="benchmarks/results/propagation_prompts.json")
-    args = parser.parse_args()
-    model = load_model(args.model)
-    names = args.datasets.split(",") if args.datasets else None
+    args, model, names = study_args(__doc__, "propagation_prompts.json")
     result: dict = {"model": model.name, "datasets": {}}
     print("| dataset | " + " | ".join(f"P1 {p} | P2 {p}" for p in PROMPTS) + " |")
     print("|---|" + "---|" * (2 * len(PROMPTS)))

@@ -19,13 +19,13 @@ Reports the mean 2D IoU. Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 from functools import partial
 from pathlib import Path
 
 import cv2
 import numpy as np
+from _study import study_args
 from scipy import ndimage
 
 from slicesam.bench.datasets import discover, load_dataset
@@ -34,7 +34,6 @@ from slicesam.bench.simulate import largest_slice, tight_box
 from slicesam.engine.masks import expand_box, pixel_extent
 from slicesam.engine.strokes import LASSO_MODES, box_only_scribble, lasso_mask
 from slicesam.metrics import iou
-from slicesam.models.registry import load_model
 
 MARGINS = (8.0, 16.0, 32.0)
 RELATIVE = (1.0, 1.5, 2.0, 3.0)
@@ -124,15 +123,7 @@ def measure(run: Runner, rng: np.random.Generator) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default="../shared/datasets")
-    parser.add_argument("--datasets", default=None)
-    parser.add_argument("--max-objects", type=int, default=None)
-    parser.add_argument("--model", default="litemedsam")
-    parser.add_argument("--out", default="benchmarks/results/scribbles_lassos.json")
-    args = parser.parse_args()
-    model = load_model(args.model)
-    names = args.datasets.split(",") if args.datasets else None
+    args, model, names = study_args(__doc__, "scribbles_lassos.json")
     result: dict = {"model": model.name, "datasets": {}}
     rng = np.random.default_rng(0)
     for folder in discover(args.data, names):

@@ -12,28 +12,18 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
+from _study import study_args
 
 from slicesam.bench.datasets import discover, load_dataset
 from slicesam.bench.protocols import Runner, p4_clicks2d, p4_suggested
-from slicesam.models.registry import load_model
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default="../shared/datasets")
-    parser.add_argument("--datasets", default=None)
-    parser.add_argument("--max-objects", type=int, default=None)
-    parser.add_argument("--clicks", type=int, default=20)
-    parser.add_argument("--model", default="litemedsam")
-    parser.add_argument("--out", default="benchmarks/results/suggested_clicks.json")
-    args = parser.parse_args()
-    model = load_model(args.model)
-    names = args.datasets.split(",") if args.datasets else None
+    args, model, names = study_args(__doc__, "suggested_clicks.json", clicks=20)
     result: dict = {"model": model.name, "clicks": args.clicks, "datasets": {}}
     print(
         "| dataset | objects | NoC85 error-based | NoC85 suggested | IoU@5 error-based |"

@@ -141,6 +141,11 @@ def p4_clicks2d(run: Runner, label: int, max_clicks: int = 20) -> dict:
             break  # every reported figure is known from here on
     while len(curve) < max_clicks + 1:
         curve.append(curve[-1])
+    return _p4_result(z, curve, max_clicks)
+
+
+def _p4_result(z: int, curve: list[float], max_clicks: int) -> dict:
+    """What a P4 run reports: the IoU curve, the reported points of it and the NoCs."""
     return {
         "z": z,
         "iou_curve": curve,
@@ -184,14 +189,7 @@ def p4_suggested(run: Runner, label: int, max_clicks: int = 20) -> dict:
             click = (error_click.y, error_click.x, error_click.positive)
         sess.add_point(obj, z, *click)
         curve.append(iou(sess.labels[z] == obj, gt))
-    return {
-        "z": z,
-        "iou_curve": curve,
-        "iou_at": {str(k): curve[k] for k in P4_REPORT_AT if k < len(curve)},
-        "noc85": noc(curve, 0.85, max_clicks + 1),
-        "noc90": noc(curve, 0.90, max_clicks + 1),
-        "followed": followed,
-    }
+    return {**_p4_result(z, curve, max_clicks), "followed": followed}
 
 
 def _decode(sess: Session, z: int, box) -> tuple[np.ndarray, float]:

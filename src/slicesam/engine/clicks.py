@@ -84,15 +84,18 @@ def _inner_distance(mask: np.ndarray) -> np.ndarray:
     return ndimage.distance_transform_edt(np.pad(mask, 1, constant_values=False))[1:-1, 1:-1]
 
 
-def local_edit(current: np.ndarray, point: Point) -> np.ndarray:
+def local_edit(current: np.ndarray, point: Point, dist: np.ndarray | None = None) -> np.ndarray:
     """``current`` with a disk around the click added (positive) or removed (negative).
 
     The disk's radius is the click's distance to the mask's border (at least 1 pixel): a user
     clicks in the middle of what is wrong, so that disk covers the wrong region's width there
-    without crossing to the far side of the mask.
+    without crossing to the far side of the mask. ``dist``: that distance map
+    (``_inner_distance`` of the background for a positive click, of the mask for a negative
+    one) when the caller has it already.
     """
     yi, xi = int(round(point.y)), int(round(point.x))
-    dist = _inner_distance(~current if point.positive else current)
+    if dist is None:
+        dist = _inner_distance(~current if point.positive else current)
     region = disk(current.shape, point.y, point.x, max(1.0, float(dist[yi, xi])))
     return (current | region) if point.positive else (current & ~region)
 
@@ -154,7 +157,7 @@ def box_only_click(
                 return found
         return region_at_click(predict, current.shape, point.y, point.x, model_px)
     yi, xi = int(round(point.y)), int(round(point.x))
-    mask, score = None, None
+    mask, score, outside = None, None, None
     if strategy == "adaptive":
         if not point.positive and current[yi, xi]:
             comps, _ = ndimage.label(current)
@@ -163,12 +166,12 @@ def box_only_click(
             if dist[yi, xi] >= CENTRAL_CLICK * dist.max():
                 mask = current & ~component
         elif point.positive and not current[yi, xi]:
-            gap = _inner_distance(~current)[yi, xi]
-            if gap > FAR_FACTOR * _inner_distance(current).max():
+            outside = _inner_distance(~current)
+            if outside[yi, xi] > FAR_FACTOR * _inner_distance(current).max():
                 region, score = region_at_click(predict, current.shape, point.y, point.x, model_px)
                 mask = current | region
         if mask is None:
-            mask = local_edit(current, point)
+            mask = local_edit(current, point, outside)
     elif strategy == "local":
         mask = local_edit(current, point)
     else:

@@ -419,8 +419,6 @@ class Session:
                     strategy=self.click_strategy,
                     hint=None if current.any() else self._neighbour_mask(target, z),
                 )
-                if score is None:  # an edit of the mask: as sure as the mask was
-                    score = target.confidence.get(z, 1.0)
                 logits = None
             else:
                 pred = point_model_click(
@@ -477,8 +475,6 @@ class Session:
                 mask, score = box_only_scribble(
                     predict, current, line, bool(positive), self.model_px
                 )
-                if score is None:
-                    score = target.confidence.get(z, 1.0)
                 sampled = []
             else:
                 sampled = [
@@ -517,8 +513,6 @@ class Session:
             mask, score = lasso_mask(
                 lambda **kw: self._predict(z, **kw), current, poly, bool(positive), self.model_px
             )
-            if score is None:
-                score = target.confidence.get(z, 1.0)
             before = self._state()
             target.prompts.setdefault(z, SlicePrompts())
             sign = "+" if positive else "-"
@@ -549,11 +543,15 @@ class Session:
         target: SegObject,
         z: int,
         mask: np.ndarray,
-        score: float,
+        score: float | None,
         logits: np.ndarray | None,
         before: dict[int, SegObject],
         name: str,
     ) -> np.ndarray:
+        """Write a prompt's mask on slice ``z`` as a user slice. ``score`` None: an edit of the
+        mask that did not ask the model, as sure as the mask it edited was."""
+        if score is None:
+            score = target.confidence.get(z, 1.0)
         target.source[z] = USER
         evidence = {"iou": float(score)}
         if logits is not None:
