@@ -21,13 +21,14 @@ def test_speed_measurements_and_table(monkeypatch):
         "encoder": speed.encoder_speed(ref, fast, vol[3].astype("uint8"), repeat=2),
         "click": speed.click_speed(fast, ref, repeat=5),
         "propagation": speed.propagation_speed(ref, fast, n_slices=2),
-        "prefetch": speed.prefetch_interference(fast, repeat=3),
+        "prefetch": speed.prefetch_interference(fast, repeat=3, pause_s=0.01),
         "memory": speed.memory(fast),
     }
     for key in ("decode_reference_s", "correction_click_s", "first_click_s", "box_s"):
         assert result["click"][key] > 0
     assert result["memory"]["bytes_per_slice"] == 512 * 512  # the fake keeps the uint8 slice
-    assert result["prefetch"]["half_threads_slices_prefetched"] >= 1
+    assert result["prefetch"]["gated_slices_prefetched"] >= 1
+    assert result["prefetch"]["gated_decode_s"] > 0 and result["prefetch"]["idle_click_s"] > 0
     table = speed.speed_markdown(result)
     assert "LiteMedSAM encoder" in table and "≤ 650 MB" in table
     assert table.count("\n") >= 10

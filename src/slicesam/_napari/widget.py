@@ -481,6 +481,7 @@ class SliceSamWidget(QWidget):
             session.shape[0],
             radius=8,
             on_status=self.runner.message.emit,
+            thread_setup=session.background_setup,  # pauses while a click is served
         )
         self._on_step()
         self.viewer.layers.selection.active = self.shapes_layer

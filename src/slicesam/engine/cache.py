@@ -11,6 +11,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -39,6 +40,9 @@ class EmbeddingCache:
             entry is always kept).
         store: an optional on-disk store of the same signature: looked up on a memory miss
             before computing, and given every computed embedding.
+        wait_context: entered while a thread waits for a slice another thread is computing
+            (the session's :meth:`~slicesam.engine.foreground.ForegroundGate.released`, so a
+            paused prefetcher can finish the slice a click is waiting for).
     """
 
     def __init__(
@@ -46,11 +50,13 @@ class EmbeddingCache:
         signature: str,
         max_bytes: int = 2 * 1024**3,
         store: DiskEmbeddingStore | None = None,
+        wait_context: Callable[[], AbstractContextManager] | None = None,
     ) -> None:
         if store is not None and store.signature != signature:
             raise ValueError("the disk store holds embeddings of another signature")
         self.signature = signature
         self.store = store
+        self._wait_context = wait_context or nullcontext
         self.disk_hits = 0
         self.max_bytes = int(max_bytes)
         self._entries: OrderedDict[int, Embedding] = OrderedDict()
@@ -110,7 +116,8 @@ class EmbeddingCache:
                 else:
                     owner = False
             if not owner:
-                pending.wait()
+                with self._wait_context():
+                    pending.wait()
                 continue  # computed (or failed) by the other thread: look again
             try:
                 emb = self.store.get(z) if self.store is not None else None

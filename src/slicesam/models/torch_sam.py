@@ -6,12 +6,30 @@ size; prompts, decoding and upsampling are the same for LiteMedSAM and SAM.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .base import Embedding, Prediction
 from .geometry import longest_side_shape  # noqa: F401  (re-exported for the backends)
+from .yield_points import add_block_yield_points
+
+
+def fast_decoder_default(device: str) -> bool:
+    """Whether SAM-family models decode with slicesam's fast mask decoder
+    (:mod:`~slicesam.models.mask_decoder_fast`) when not told otherwise.
+
+    True on CPU unless the environment variable ``SLICESAM_FAST_DECODER`` is "0"/"false"/"no"
+    ("1" forces it on other devices too).
+    """
+    flag = os.environ.get("SLICESAM_FAST_DECODER", "").strip().lower()
+    if flag in ("0", "false", "no", "off"):
+        return False
+    if flag in ("1", "true", "yes", "on"):
+        return True
+    return device == "cpu"
 
 
 class TorchSamFamilyModel:
@@ -24,11 +42,16 @@ class TorchSamFamilyModel:
         weights_sha256: sha256 of the weights file.
         device: torch device string.
         input_size: the square encoder input side (256 LiteMedSAM, 1024 SAM).
+        fast_decoder: decode with :class:`~slicesam.models.mask_decoder_fast.FastMaskDecoder`
+            built from ``mask_decoder``'s weights (same function, float rounding apart) instead
+            of the reference module; None = :func:`fast_decoder_default`.
     """
 
     box_only = False
     #: which image encoder implementation computes the embeddings (part of the cache key)
     encoder_variant = "reference-fp32"
+    #: which mask decoder implementation decodes ("reference" or "fast")
+    decoder_variant = "reference"
     #: low_res_logits cover the square padded model input (not just the slice)
     low_res_padded = True
     #: dtype embeddings are kept in (a 512 x 512 x 300 CT's LiteMedSAM cache: 600 MB)
@@ -44,10 +67,21 @@ class TorchSamFamilyModel:
         weights_sha256: str,
         device: str,
         input_size: int,
+        fast_decoder: bool | None = None,
     ) -> None:
         self.image_encoder = image_encoder.to(device).eval()
+        if not getattr(image_encoder, "has_yield_points", False):
+            add_block_yield_points(self.image_encoder)
         self.prompt_encoder = prompt_encoder.to(device).eval()
         self.mask_decoder = mask_decoder.to(device).eval()
+        self.fast_decoder = None
+        if fast_decoder_default(device) if fast_decoder is None else fast_decoder:
+            from .mask_decoder_fast import FastMaskDecoder
+
+            heads = int(getattr(getattr(mask_decoder, "transformer", None), "num_heads", 8))
+            self.fast_decoder = FastMaskDecoder(mask_decoder.state_dict(), num_heads=heads)
+            self.fast_decoder.to(device)
+            self.decoder_variant = "fast"
         self.name = name
         self.weights_sha256 = weights_sha256
         self.device = device
@@ -136,14 +170,25 @@ class TorchSamFamilyModel:
         sparse, dense = self.prompt_encoder(points=point_arg, boxes=box_arg, masks=mask_arg)
         if self._dense_pe is None:
             self._dense_pe = self.prompt_encoder.get_dense_pe()
-        features = embedding.features.to(device=dev, dtype=torch.float32)
-        low_res, iou = self.mask_decoder(
-            image_embeddings=features,
-            image_pe=self._dense_pe,
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask,
-        )
+        if self.fast_decoder is not None:
+            # the per-slice precomputation is reused while the embedding tensor is the same
+            # object and no mask prompt changes the dense embedding
+            low_res, iou = self.fast_decoder(
+                embedding.features.to(device=dev),
+                self._dense_pe,
+                sparse,
+                dense,
+                multimask,
+                cached=mask_arg is None,
+            )
+        else:
+            low_res, iou = self.mask_decoder(
+                image_embeddings=embedding.features.to(device=dev, dtype=torch.float32),
+                image_pe=self._dense_pe,
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=multimask,
+            )
         logits = self._upsample(low_res, embedding)
         return Prediction(
             masks=(logits > 0).cpu().numpy()[0],
