@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
 
 
-def study_args(doc: str, out_name: str, clicks: int | None = None):
+def study_args(
+    doc: str,
+    out_name: str,
+    clicks: int | None = None,
+    more: Callable[[argparse.ArgumentParser], None] | None = None,
+):
     """(args, model, dataset names or None) for a study: ``--data``, ``--datasets``,
-    ``--max-objects``, ``--model``, ``--out`` (default ``benchmarks/results/<out_name>``) and,
-    with ``clicks``, ``--clicks``."""
+    ``--max-objects``, ``--model``, ``--out`` (default ``benchmarks/results/<out_name>``),
+    with ``clicks`` ``--clicks``, and whatever ``more(parser)`` adds."""
     from slicesam.models.registry import load_model
 
     parser = argparse.ArgumentParser(description=doc.split("\n")[0])
@@ -19,6 +27,22 @@ def study_args(doc: str, out_name: str, clicks: int | None = None):
     parser.add_argument("--out", default=f"benchmarks/results/{out_name}")
     if clicks is not None:
         parser.add_argument("--clicks", type=int, default=clicks)
+    if more is not None:
+        more(parser)
     args = parser.parse_args()
     names = args.datasets.split(",") if args.datasets else None
     return args, load_model(args.model), names
+
+
+def save(out: str | Path, result: dict) -> None:
+    """Write a study's results so far as JSON (after every dataset: a stopped run keeps them)."""
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(result, indent=1))
+
+
+def record(out: str | Path, result: dict, name: str, row: dict, line: str) -> None:
+    """Keep one dataset's ``row`` in ``result["datasets"]``, print its table ``line`` and
+    :func:`save` the results so far."""
+    result["datasets"][name] = row
+    print(line, flush=True)
+    save(out, result)

@@ -20,13 +20,11 @@ Embeddings are computed once per dataset and shared by every strategy.
 
 from __future__ import annotations
 
-import json
 import time
 from functools import partial
-from pathlib import Path
 
 import numpy as np
-from _study import study_args
+from _study import save, study_args
 
 from slicesam.bench.datasets import discover, load_dataset
 from slicesam.bench.protocols import Runner, p3_correct
@@ -109,8 +107,7 @@ def main() -> None:
                 flush=True,
             )
         result["datasets"][ds.name] = per
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1))
+        save(args.out, result)
 
 
 if __name__ == "__main__":

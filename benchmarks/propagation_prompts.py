@@ -11,11 +11,8 @@ Usage::
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
-from _study import study_args
+from _study import record, study_args
 
 from slicesam.bench.datasets import discover, load_dataset
 from slicesam.bench.protocols import Runner, p1_box3d, p2_box1
@@ -37,11 +34,8 @@ def main() -> None:
             run.session_kwargs = {"params": PropagationParams(prompt=prompt)}
             row[f"P1 {prompt}"] = float(np.mean([p1_box3d(run, o)["dice"] for o in ds.objects]))
             row[f"P2 {prompt}"] = float(np.mean([p2_box1(run, o)["dice"] for o in ds.objects]))
-        result["datasets"][ds.name] = row
         cells = " | ".join(f"{row[f'P1 {p}']:.3f} | {row[f'P2 {p}']:.3f}" for p in PROMPTS)
-        print(f"| {ds.name} | {cells} |", flush=True)
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1))
+        record(args.out, result, ds.name, row, f"| {ds.name} | {cells} |")
 
 
 if __name__ == "__main__":

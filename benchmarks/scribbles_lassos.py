@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import json
 from functools import partial
-from pathlib import Path
 
 import cv2
 import numpy as np
-from _study import study_args
+from _study import record, study_args
 from scipy import ndimage
 
 from slicesam.bench.datasets import discover, load_dataset
@@ -129,10 +128,8 @@ def main() -> None:
     for folder in discover(args.data, names):
         ds = load_dataset(folder, max_objects=args.max_objects)
         row = measure(Runner(ds, model), rng)
-        result["datasets"][ds.name] = row
-        print(ds.name, json.dumps({k: round(v, 3) for k, v in row.items()}), flush=True)
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1))
+        line = f"{ds.name} " + json.dumps({k: round(v, 3) for k, v in row.items()})
+        record(args.out, result, ds.name, row, line)
     keys = next(iter(result["datasets"].values())).keys()
     print("\n| variant | " + " | ".join(result["datasets"]) + " | mean |")
     print("|---|" + "---|" * (len(result["datasets"]) + 1))

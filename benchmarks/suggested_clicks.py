@@ -12,11 +12,8 @@ Usage::
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
-from _study import study_args
+from _study import save, study_args
 
 from slicesam.bench.datasets import discover, load_dataset
 from slicesam.bench.protocols import Runner, p4_clicks2d, p4_suggested
@@ -50,8 +47,7 @@ def main() -> None:
             f"{row['iou5_suggested']:.3f} | {row['followed']} of {row['clicks']} |",
             flush=True,
         )
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1))
+        save(args.out, result)
 
 
 if __name__ == "__main__":
