@@ -415,3 +415,24 @@ def test_a_constant_volume_warns_that_there_is_nothing_to_segment(fake_model):
 
     with pytest.warns(UserWarning, match="constant.*nothing|no structure"):
         Session(np.full((3, 8, 8), 7, np.int16), model=fake_model)
+
+
+def test_a_walk_stops_where_the_area_grows_again_into_a_neighbour(fake_model):
+    """Two bright spheres stacked in z, joined by a neck (44 % of the largest area): without
+    a z range the walk from the lower sphere's widest slice stops once the area grows again
+    past the neck, instead of walking on through the upper sphere."""
+    z, y, x = np.mgrid[:30, :40, :40]
+    spheres = ((z - 8) ** 2 + (y - 20) ** 2 + (x - 20) ** 2 <= 64) | (
+        (z - 20) ** 2 + (y - 20) ** 2 + (x - 20) ** 2 <= 64
+    )
+    vol = np.where(spheres, 200, 0).astype(np.int16)
+    reached = {}
+    for regrowth in (0.0, 1.4):
+        params = PropagationParams(max_regrowth=regrowth, regrowth_after=0.75)
+        sess = Session(vol, model=fake_model, window=(0, 255), params=params)
+        obj = sess.new_object()
+        sess.add_box(obj, 8, (10, 10, 30, 30))
+        sess.propagate(obj)
+        reached[regrowth] = int(np.flatnonzero((sess.labels == obj).any(axis=(1, 2))).max())
+    assert reached[0.0] >= 26  # through the neck and the upper sphere
+    assert 14 <= reached[1.4] <= 16  # stopped just past the neck
