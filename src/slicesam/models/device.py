@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -105,3 +106,15 @@ def encoder_autocast(device: str) -> tuple[Callable[[], Any], str]:
                 "reference-autocast-bf16",
             )
     return contextlib.nullcontext, "reference-fp32"
+
+
+def cpu_default_switch(variable: str, device: str) -> bool:
+    """An on/off choice that defaults to "on for CPU": the environment variable ``variable``
+    set to "0"/"false"/"no"/"off" turns it off, "1"/"true"/"yes"/"on" forces it on for every
+    device; unset, it is on exactly when ``device`` is "cpu"."""
+    flag = os.environ.get(variable, "").strip().lower()
+    if flag in ("0", "false", "no", "off"):
+        return False
+    if flag in ("1", "true", "yes", "on"):
+        return True
+    return device == "cpu"

@@ -15,7 +15,6 @@ modules stay the reference (``load_litemedsam(fast=False)``, or ``SLICESAM_FAST_
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import torch
 from ..errors import CheckpointError
 from .base import Embedding, Prediction
 from .checkpoints import file_sha256, load_state_dict
-from .device import autocast, resolve_device
+from .device import autocast, cpu_default_switch, resolve_device
 from .torch_sam import TorchSamFamilyModel, longest_side_shape
 
 INPUT_SIZE = 256
@@ -75,12 +74,7 @@ def fast_encoder_default(device: str) -> bool:
     True on CPU unless the environment variable ``SLICESAM_FAST_ENCODER`` is "0"/"false"/"no"
     ("1" forces it on other devices too, in float32).
     """
-    flag = os.environ.get("SLICESAM_FAST_ENCODER", "").strip().lower()
-    if flag in ("0", "false", "no", "off"):
-        return False
-    if flag in ("1", "true", "yes", "on"):
-        return True
-    return device == "cpu"
+    return cpu_default_switch("SLICESAM_FAST_ENCODER", device)
 
 
 def load_litemedsam(

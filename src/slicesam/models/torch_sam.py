@@ -6,13 +6,12 @@ size; prompts, decoding and upsampling are the same for LiteMedSAM and SAM.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .base import Embedding, Prediction
+from .device import cpu_default_switch
 from .geometry import longest_side_shape  # noqa: F401  (re-exported for the backends)
 from .yield_points import add_block_yield_points
 
@@ -24,12 +23,7 @@ def fast_decoder_default(device: str) -> bool:
     True on CPU unless the environment variable ``SLICESAM_FAST_DECODER`` is "0"/"false"/"no"
     ("1" forces it on other devices too).
     """
-    flag = os.environ.get("SLICESAM_FAST_DECODER", "").strip().lower()
-    if flag in ("0", "false", "no", "off"):
-        return False
-    if flag in ("1", "true", "yes", "on"):
-        return True
-    return device == "cpu"
+    return cpu_default_switch("SLICESAM_FAST_DECODER", device)
 
 
 class TorchSamFamilyModel:
