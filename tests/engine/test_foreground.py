@@ -112,17 +112,23 @@ class SlowFake(FakeModel):
         return super().embed(image)
 
 
-def test_prefetcher_pauses_during_interactive_work_and_resumes(two_balls):
-    vol, _, _ = two_balls
+def _gated_prefetcher(vol, radius: int):
+    """A SlowFake session and its prefetcher, which pauses while the session is busy."""
     model = SlowFake()
     sess = Session(vol, model=model)
     pre = Prefetcher(
         sess.embed,
         sess.cache.__contains__,
         vol.shape[0],
-        radius=3,
+        radius=radius,
         thread_setup=sess.background_setup,
     )
+    return model, sess, pre
+
+
+def test_prefetcher_pauses_during_interactive_work_and_resumes(two_balls):
+    vol, _, _ = two_balls
+    model, sess, pre = _gated_prefetcher(vol, radius=3)
     try:
         pre.request(0)
         time.sleep(0.1)  # inside the first forward
@@ -142,16 +148,8 @@ def test_prefetcher_pauses_during_interactive_work_and_resumes(two_balls):
 
 def test_a_click_on_the_slice_being_prefetched_does_not_deadlock(two_balls):
     vol, _, _ = two_balls
-    model = SlowFake()
-    sess = Session(vol, model=model)
+    model, sess, pre = _gated_prefetcher(vol, radius=0)
     z = vol.shape[0] // 2
-    pre = Prefetcher(
-        sess.embed,
-        sess.cache.__contains__,
-        vol.shape[0],
-        radius=0,
-        thread_setup=sess.background_setup,
-    )
     try:
         pre.request(z)
         time.sleep(0.05)  # the prefetcher owns slice z's forward

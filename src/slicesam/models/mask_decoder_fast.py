@@ -257,10 +257,6 @@ class FastMaskDecoder:
         self.clear_cache()
         return self
 
-    def eval(self) -> FastMaskDecoder:
-        """Inference-only already; kept so it can stand where an ``nn.Module`` is expected."""
-        return self
-
     def clear_cache(self) -> None:
         with self._lock:
             self._cache.clear()
