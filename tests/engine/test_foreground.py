@@ -112,9 +112,10 @@ class SlowFake(FakeModel):
         return super().embed(image)
 
 
-def _gated_prefetcher(vol, radius: int):
+def _gated_prefetcher(vol, radius: int, pauses_often: bool = False):
     """A SlowFake session and its prefetcher, which pauses while the session is busy."""
     model = SlowFake()
+    model.pauses_often = pauses_often
     sess = Session(vol, model=model)
     pre = Prefetcher(
         sess.embed,
@@ -146,6 +147,24 @@ def test_prefetcher_pauses_during_interactive_work_and_resumes(two_balls):
         pre.stop()
 
 
+def test_a_click_waits_for_a_forward_that_pauses_often_to_reach_its_pause_point(two_balls):
+    vol, _, _ = two_balls
+    model, sess, pre = _gated_prefetcher(vol, radius=3, pauses_often=True)
+    assert sess.gate.settle_s > 0.01
+    try:
+        pre.request(0)
+        time.sleep(0.1)  # inside the first forward, between two of its pause points
+        for _ in range(3):
+            with sess.foreground():
+                before = model.steps  # no step of the forward overlaps the click
+                time.sleep(0.05)
+                assert model.steps == before
+            time.sleep(0.035)
+    finally:
+        pre.stop()
+    assert Session(vol, model=SlowFake()).gate.settle_s == 0.0
+
+
 def test_a_click_on_the_slice_being_prefetched_does_not_deadlock(two_balls):
     vol, _, _ = two_balls
     model, sess, pre = _gated_prefetcher(vol, radius=0)
@@ -163,3 +182,62 @@ def test_a_click_on_the_slice_being_prefetched_does_not_deadlock(two_balls):
         assert len(model.embed_calls) == 1  # slice z was embedded once, by the prefetcher
     finally:
         pre.stop()
+
+
+def _background_forward(gate: ForegroundGate, work_s: float, log: list) -> threading.Event:
+    """A registered background thread that computes for ``work_s`` before its first pause
+    point, then logs when it resumes. Returns an event set once it is working."""
+    started = threading.Event()
+
+    def run():
+        gate.register_background()
+        with gate.working():
+            started.set()
+            time.sleep(work_s)
+            log.append(("paused", time.perf_counter()))
+            gate.wait_idle()
+            log.append(("resumed", time.perf_counter()))
+
+    _in_thread(run)
+    assert started.wait(2)
+    return started
+
+
+def test_interactive_work_waits_for_a_background_forward_to_pause():
+    gate = ForegroundGate(settle_s=2.0)
+    log: list = []
+    _background_forward(gate, 0.2, log)
+    with gate.busy():
+        entered = time.perf_counter()
+        assert log and log[0][0] == "paused", "busy() did not wait for the pause point"
+        assert entered >= log[0][1]
+        time.sleep(0.05)
+        left = time.perf_counter()
+    for _ in range(200):
+        if len(log) == 2:
+            break
+        time.sleep(0.01)
+    assert log[1][0] == "resumed" and log[1][1] >= left
+
+
+def test_the_wait_for_a_pause_point_is_bounded_and_skipped_when_nothing_runs():
+    gate = ForegroundGate(settle_s=0.05)
+    t0 = time.perf_counter()
+    with gate.busy():  # no background thread at all
+        assert time.perf_counter() - t0 < 0.04
+    log: list = []
+    _background_forward(gate, 1.0, log)
+    t0 = time.perf_counter()
+    with gate.busy():
+        waited = time.perf_counter() - t0
+        assert 0.04 <= waited < 0.5 and not log, "the wait was not bounded by settle_s"
+    unregistered = ForegroundGate(settle_s=1.0)
+
+    def click():
+        with unregistered.busy():
+            pass
+
+    with unregistered.working():  # a thread that is not registered is not waited for
+        t0 = time.perf_counter()
+        _in_thread(click).join(2)
+        assert time.perf_counter() - t0 < 0.5

@@ -5,7 +5,11 @@ operations (a box, a click, a propagation) run inside :meth:`ForegroundGate.busy
 thread (the prefetcher) installs :meth:`ForegroundGate.wait_idle` as its yield hook
 (:mod:`slicesam.models.yield_points`), so its encoder forward stops at the next pause point
 (a few milliseconds of work) until the interactive work is done, and the click has the cores
-to itself.
+to itself. Interactive work that starts while a background forward is between two pause points
+waits for it to reach the next one (at most ``settle_s``) rather than share the cores with it:
+two OpenMP thread teams on the same two cores slow each other down far more than the few
+milliseconds that wait costs (a decoder call while prefetching: 39 ms sharing, 28 ms waiting,
+28 ms with no prefetcher; ``slicesam bench --speed``).
 
 No deadlock: when interactive work waits for an embedding that the background thread is
 computing, it steps aside for that wait (:meth:`released`).
@@ -23,11 +27,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class ForegroundGate:
-    """Counts interactive work per thread; background threads wait for none to be running."""
+    """Counts interactive work per thread; background threads wait for none to be running.
 
-    def __init__(self) -> None:
+    Args:
+        settle_s: the longest interactive work waits, on entry, for the forwards of
+            registered background threads (:meth:`register_background`, :meth:`working`) to
+            reach their next pause point; 0 = do not wait.
+    """
+
+    def __init__(self, settle_s: float = 0.03) -> None:
         self._cond = threading.Condition()
         self._depth: dict[int, int] = {}
+        self._background: set[int] = set()
+        self._running: set[int] = set()
+        self.settle_s = settle_s
         #: how many times a background thread paused (for tests and benchmarks)
         self.pauses = 0
 
@@ -39,10 +52,16 @@ class ForegroundGate:
 
     @contextmanager
     def busy(self) -> Iterator[None]:
-        """Mark the calling thread's work as interactive for the duration (re-entrant)."""
+        """Mark the calling thread's work as interactive for the duration (re-entrant).
+
+        The first thread to enter waits up to ``settle_s`` for background forwards in
+        progress to pause."""
         tid = threading.get_ident()
         with self._cond:
+            first = not self._depth
             self._depth[tid] = self._depth.get(tid, 0) + 1
+            if first and self.settle_s > 0:
+                self._cond.wait_for(lambda: not (self._running - {tid}), self.settle_s)
         try:
             yield
         finally:
@@ -69,6 +88,30 @@ class ForegroundGate:
                 with self._cond:
                     self._depth[tid] = self._depth.get(tid, 0) + saved
 
+    def register_background(self) -> None:
+        """Make the calling thread a background worker: :meth:`busy` waits (up to
+        ``settle_s``) for its work in progress to reach a pause point."""
+        with self._cond:
+            self._background.add(threading.get_ident())
+
+    @contextmanager
+    def working(self) -> Iterator[None]:
+        """Mark a background thread's forward as in progress (no-op in other threads)."""
+        tid = threading.get_ident()
+        with self._cond:
+            if tid not in self._background:
+                mine = False
+            else:
+                mine = tid not in self._running
+                self._running.add(tid)
+        try:
+            yield
+        finally:
+            if mine:
+                with self._cond:
+                    self._running.discard(tid)
+                    self._cond.notify_all()
+
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block the calling (background) thread until no *other* thread is busy.
 
@@ -79,7 +122,14 @@ class ForegroundGate:
             if not (self._depth.keys() - {tid}):
                 return True
             self.pauses += 1
-            return self._cond.wait_for(lambda: not (self._depth.keys() - {tid}), timeout)
+            was_running = tid in self._running
+            self._running.discard(tid)
+            self._cond.notify_all()
+            try:
+                return self._cond.wait_for(lambda: not (self._depth.keys() - {tid}), timeout)
+            finally:
+                if was_running:
+                    self._running.add(tid)
 
 
 def interactive(method: F) -> F:

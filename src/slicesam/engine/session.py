@@ -7,6 +7,7 @@ imports torch, Qt or napari.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import warnings
@@ -194,8 +195,9 @@ class Session:
             root = embeddings_cache_dir() if disk_cache is True else Path(disk_cache)
             store = DiskEmbeddingStore(root, signature, model.pack, model.unpack)
         #: Interactive work first: background forwards pause while it runs
-        #: (:mod:`slicesam.engine.foreground`).
-        self.gate = ForegroundGate()
+        #: (:mod:`slicesam.engine.foreground`). A click waits for a background forward to
+        #: pause only where the model's pause points are a few milliseconds apart.
+        self.gate = ForegroundGate(settle_s=0.03 if getattr(model, "pauses_often", False) else 0.0)
         self.cache = EmbeddingCache(
             signature, max_bytes=cache_bytes, store=store, wait_context=self.gate.released
         )
@@ -336,9 +338,11 @@ class Session:
     def embed(self, z: int) -> Embedding:
         """The (cached) embedding of slice ``z``."""
         self._check_z(z)
-        return self.cache.get_or_compute(
-            z, lambda: self.model.embed(apply_window(self.volume.data[z], self.window))
-        )
+        return self.cache.get_or_compute(z, functools.partial(self._compute_embedding, z))
+
+    def _compute_embedding(self, z: int) -> Embedding:
+        with self.gate.working():
+            return self.model.embed(apply_window(self.volume.data[z], self.window))
 
     def limit_threads(self, n: int) -> None:
         """Limit the model's CPU threads for forwards run from the calling thread (used by the
@@ -352,6 +356,7 @@ class Session:
         ``thread_setup``): its forwards pause at their yield points while interactive work
         runs (:attr:`gate`); ``threads`` also limits its CPU threads."""
         set_yield_hook(self.gate.wait_idle)
+        self.gate.register_background()
         if threads:
             self.limit_threads(threads)
 

@@ -64,7 +64,10 @@ class TorchSamFamilyModel:
         fast_decoder: bool | None = None,
     ) -> None:
         self.image_encoder = image_encoder.to(device).eval()
-        if not getattr(image_encoder, "has_yield_points", False):
+        #: pause points every few milliseconds of an embedding (slicesam's own encoder), not
+        #: only between transformer blocks (see Session's ForegroundGate)
+        self.pauses_often = bool(getattr(image_encoder, "has_yield_points", False))
+        if not self.pauses_often:
             add_block_yield_points(self.image_encoder)
         self.prompt_encoder = prompt_encoder.to(device).eval()
         self.mask_decoder = mask_decoder.to(device).eval()
