@@ -7,7 +7,9 @@ official names, is checked against the official sha256; any other file is accept
 recorded. A file holding another architecture is an error that names the right ``--model``.
 On CUDA the networks run under float16 autocast (:func:`slicesam.models.device.autocast`); on
 CPUs with native bfloat16, ``SLICESAM_ENCODER_DTYPE=bfloat16`` runs the image encoder under
-bf16 autocast (:func:`slicesam.models.device.encoder_autocast`; speed in BENCHMARKS.md).
+bf16 autocast (:func:`slicesam.models.device.encoder_autocast`; speed in BENCHMARKS.md). On
+CPU the encoder's attention runs fused (:mod:`slicesam.models.sam_vit_attention`: same function,
+less time and memory; ``SLICESAM_FUSED_ATTENTION=0`` turns it off, ``=1`` forces it elsewhere).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 from ..errors import CheckpointError
 from .base import Embedding, Prediction
 from .checkpoints import load_state_dict
-from .device import autocast, encoder_autocast, resolve_device
+from .device import autocast, cpu_default_switch, encoder_autocast, resolve_device
 from .torch_sam import TorchSamFamilyModel
 
 INPUT_SIZE = 1024
@@ -85,6 +87,11 @@ class SamModel(TorchSamFamilyModel):
         self._transform = ResizeLongestSide(INPUT_SIZE)
         # embeddings differ from fp32 ones: the variant is part of the cache key
         self._encoder_precision, self.encoder_variant = encoder_autocast(self.device)
+        if cpu_default_switch("SLICESAM_FUSED_ATTENTION", self.device):
+            from . import sam_vit_attention
+
+            if sam_vit_attention.install(self.image_encoder):
+                self.encoder_variant += "+fused-attention"
 
     def _preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
         """SAM's own preprocessing of a (H, W) uint8 slice.
