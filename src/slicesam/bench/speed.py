@@ -21,7 +21,8 @@ Targets measured (``run_speed``):
 - **memory**: bytes of one cached embedding and of a 512 x 512 x 300 volume's cache;
 - **startup**: seconds to build each model and give its first mask (no compile/export step);
 - **sam_vit_b** (optional, ``sam=True``): SAM vit_b's encoder (random weights: the speed does
-  not depend on them) in fp32 against the bf16 path.
+  not depend on them), segment-anything's module in fp32 against slicesam's fused attention in
+  fp32 (the default) and under bf16 autocast (opt-in).
 """
 
 from __future__ import annotations
