@@ -209,3 +209,43 @@ def test_large_sam_random_weights_through_a_session(tmp_path, arch):
     path = tmp_path / f"random_{arch}.pth"
     torch.save(sam_model_registry[arch]().state_dict(), path)
     _session_run(f"sam_{arch}", path)
+
+
+def test_mobilesam_fast_encoder_equals_its_tinyvit(monkeypatch):
+    """On CPU MobileSAM embeds with slicesam's inference encoder (convolutional stem), built
+    from the same weights; its features equal the plain TinyViT's."""
+    from slicesam.models.tinyvit_fast import FastTinyViT
+
+    torch.manual_seed(1)
+    ref = TinyViTEncoder(img_size=1024).eval()
+    with torch.no_grad():  # batch-norm statistics and attention biases away from their init
+        for name, buf in ref.named_buffers():
+            if name.endswith("running_mean"):
+                buf.normal_(0, 0.1)
+            elif name.endswith("running_var"):
+                buf.uniform_(0.5, 2.0)
+        for name, param in ref.named_parameters():
+            if name.endswith("attention_biases"):
+                param.normal_(0, 0.5)
+    x = torch.randn(1, 3, 1024, 1024)
+    with torch.inference_mode():
+        want = ref(x)
+    got = FastTinyViT(ref.state_dict(), torch.float32)(x)
+    assert got.shape == want.shape == (1, 256, 64, 64)
+    assert (got - want).abs().max() / want.abs().max() < 1e-4
+
+
+def test_mobilesam_uses_the_fast_encoder_on_cpu(monkeypatch, mobile_checkpoint):
+    from slicesam.models.tinyvit_fast import FastTinyViT
+
+    monkeypatch.delenv("SLICESAM_ENCODER_DTYPE", raising=False)
+    model = load_model("mobilesam", checkpoint=mobile_checkpoint, device="cpu")
+    assert isinstance(model.image_encoder, FastTinyViT) and model.encoder_variant == "fast-fp32"
+    assert model.pauses_often
+    image = (np.random.default_rng(0).random((40, 50)) * 255).astype(np.uint8)
+    fast = model.embed(image).features.float()
+    monkeypatch.setenv("SLICESAM_FAST_ENCODER", "0")
+    plain = load_model("mobilesam", checkpoint=mobile_checkpoint, device="cpu")
+    assert isinstance(plain.image_encoder, TinyViTEncoder) and not plain.pauses_often
+    ref = plain.embed(image).features.float()
+    assert (fast - ref).abs().max() / ref.abs().max() < 1e-2  # both stored as float16

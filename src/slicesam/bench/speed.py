@@ -22,7 +22,8 @@ Targets measured (``run_speed``):
 - **startup**: seconds to build each model and give its first mask (no compile/export step);
 - **sam_vit_b** (optional, ``sam=True``): SAM vit_b's encoder (random weights: the speed does
   not depend on them), segment-anything's module in fp32 against slicesam's fused attention in
-  fp32 (the default) and under bf16 autocast (opt-in).
+  fp32 (the default) and under bf16 autocast (opt-in); and MobileSAM's encoder, slicesam's
+  TinyViT module against the inference encoder built from its weights (the CPU default).
 """
 
 from __future__ import annotations
@@ -345,6 +346,44 @@ def sam_speed(repeat: int = 2) -> dict:
     return out
 
 
+def mobilesam_speed(repeat: int = 3) -> dict:
+    """MobileSAM's encoder on one 1024 px input: slicesam's TinyViT module (the reference,
+    what ``SLICESAM_FAST_ENCODER=0`` uses) against the inference encoder built from its
+    weights (the CPU default), fp32. Random weights with batch-norm statistics and attention
+    biases away from their initial values; also the relative error of the features."""
+    import torch
+
+    from ..models.tinyvit import TinyViTEncoder
+    from ..models.tinyvit_fast import FastTinyViT
+
+    torch.manual_seed(0)
+    reference = TinyViTEncoder(img_size=1024).eval()
+    with torch.no_grad():
+        for name, buf in reference.named_buffers():
+            if name.endswith("running_var"):
+                buf.uniform_(0.5, 2.0)
+        for name, param in reference.named_parameters():
+            if name.endswith("attention_biases"):
+                param.normal_(0, 0.5)
+    fast = FastTinyViT(reference.state_dict(), torch.float32)
+    x = torch.randn(1, 3, 1024, 1024)
+    times: dict[str, list[float]] = {"reference": [], "fast": []}
+    with torch.inference_mode():
+        want, got = reference(x), fast(x)  # also the warm-up
+        for _ in range(repeat):
+            for key, encoder in (("reference", reference), ("fast", fast)):
+                t0 = time.perf_counter()
+                encoder(x)
+                times[key].append(time.perf_counter() - t0)
+    ref, opt = _p50(times["reference"]), _p50(times["fast"])
+    return {
+        "reference_s": ref,
+        "optimised_s": opt,
+        "ratio": _ratio(ref, opt),
+        "rel_error": float((got - want).norm() / want.norm()),
+    }
+
+
 def run_speed(
     data: str | Path | None = None,
     datasets: list[str] | None = None,
@@ -388,6 +427,8 @@ def run_speed(
     if sam:
         progress("sam vit_b")
         result["sam_vit_b"] = sam_speed()
+        progress("mobilesam")
+        result["mobilesam"] = mobilesam_speed()
     return result
 
 
@@ -452,6 +493,13 @@ def speed_markdown(r: dict) -> str:
                 f"| SAM vit_b encoder, s/slice ({label}; feature error {v['rel_error']:.1e}) | "
                 f"{s['reference_s']:.2f} | {v['s']:.2f} | {v['ratio']:.2f}× | {goal} | {met} |"
             )
+    if "mobilesam" in r:
+        m = r["mobilesam"]
+        rows.append(
+            f"| MobileSAM encoder, s/slice (slicesam's inference TinyViT, fp32; feature error "
+            f"{m['rel_error']:.1e}) | {m['reference_s']:.2f} | {m['optimised_s']:.2f} | "
+            f"{m['ratio']:.2f}× | – | – |"
+        )
     for key, label in (("accuracy", enc["variant"]), ("accuracy_bf16", "fast-bf16")):
         if key not in r:
             continue

