@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import time
+
 from fakes import FakeModel
 from slicesam.bench import speed
+from slicesam.models.yield_points import yield_point
 
 
 class FastFake(FakeModel):
     encoder_variant = "fake-fast"
+
+
+class PausingFake(FakeModel):
+    """An encoder with 3 pause points, 5 ms of work before each and after the last."""
+
+    def embed(self, image):
+        for _ in range(3):
+            time.sleep(0.005)
+            yield_point()
+        time.sleep(0.005)
+        return super().embed(image)
 
 
 def test_speed_measurements_and_table(monkeypatch):
@@ -23,12 +37,16 @@ def test_speed_measurements_and_table(monkeypatch):
         "propagation": speed.propagation_speed(ref, fast, n_slices=2),
         "prefetch": speed.prefetch_interference(fast, repeat=3, pause_s=0.01),
         "memory": speed.memory(fast),
+        "pause_points": speed.pause_points(PausingFake()),
     }
     for key in ("decode_reference_s", "correction_click_s", "first_click_s", "box_s"):
         assert result["click"][key] > 0
     assert result["memory"]["bytes_per_slice"] == 512 * 512  # the fake keeps the uint8 slice
     assert result["prefetch"]["gated_slices_prefetched"] >= 1
     assert result["prefetch"]["gated_decode_s"] > 0 and result["prefetch"]["idle_click_s"] > 0
+    pauses = result["pause_points"]
+    assert pauses["points"] == 3 and 0 < pauses["expected_wait_s"] <= pauses["max_gap_s"]
     table = speed.speed_markdown(result)
     assert "LiteMedSAM encoder" in table and "≤ 650 MB" in table
+    assert "pause points per slice: 3" in table
     assert table.count("\n") >= 10

@@ -185,6 +185,33 @@ def propagation_speed(ref_model, model, n_slices: int = 8) -> dict:
     return out
 
 
+def pause_points(model) -> dict:
+    """Where the encoder's forward can pause (:func:`~slicesam.models.yield_points.yield_point`)
+    while embedding one 512 x 512 slice: how many pause points, the longest and median gap
+    between them, and how long a click arriving at a random moment waits for the next one
+    (the length-biased mean gap / 2: sum(gap^2) / (2 sum(gap)))."""
+    from ..intensity import apply_window
+    from ..models.yield_points import set_yield_hook
+
+    image = apply_window(synthetic_volume((1, *TIMING_SHAPE[1:]))[0], (-160, 240))
+    model.embed(image)  # warm-up
+    stamps: list[float] = []
+    set_yield_hook(lambda: stamps.append(time.perf_counter()))
+    try:
+        t0 = time.perf_counter()
+        model.embed(image)
+        t1 = time.perf_counter()
+    finally:
+        set_yield_hook(None)
+    gaps = np.diff([t0, *stamps, t1])
+    return {
+        "points": len(stamps),
+        "max_gap_s": float(gaps.max()),
+        "median_gap_s": float(np.median(gaps)),
+        "expected_wait_s": float((gaps**2).sum() / (2 * gaps.sum())),
+    }
+
+
 def prefetch_interference(model, repeat: int = 20, pause_s: float = 0.15) -> dict:
     """p50 of interactive work on a cached slice while the prefetcher embeds other slices:
     a correction click (``Session.add_point``, the default model's click) and a decoder call
@@ -418,6 +445,7 @@ def run_speed(
     result["propagation"] = propagation_speed(ref, fast)
     progress("prefetch")
     result["prefetch"] = prefetch_interference(fast)
+    result["pause_points"] = pause_points(fast)
     result["memory"] = memory(fast)
     if data is not None:
         progress("encoder accuracy")
@@ -475,6 +503,15 @@ def speed_markdown(r: dict) -> str:
         f"prefetcher not pausing: {_ms(pre['ungated_decode_s'])}) | – | "
         f"{_ms(pre['gated_decode_s'])} (prefetcher pauses, the default) | – | ≤ 25 ms | "
         f"{'yes' if pre['gated_decode_s'] <= 0.025 else 'no'} |",
+        *(
+            [
+                f"| encoder pause points per slice: {pp['points']}, gaps max "
+                f"{_ms(pp['max_gap_s'])} / median {_ms(pp['median_gap_s'])}; a click's wait "
+                f"for the next one (mean) | – | {_ms(pp['expected_wait_s'])} | – | – | – |"
+            ]
+            if (pp := r.get("pause_points"))
+            else []
+        ),
         f"| cache of a 512×512×300 volume ({mem['dtype']}) | – | "
         f"{mem['cache_512x512x300_mb']:.0f} MB | – | ≤ 650 MB | "
         f"{'yes' if mem['cache_512x512x300_mb'] <= 650 else 'no'} |",
