@@ -2,7 +2,7 @@
 
 The encoder is slicesam's own :class:`~slicesam.models.tinyvit.TinyViTEncoder` (on CPU its
 inference form, :class:`~slicesam.models.tinyvit_fast.FastTinyViT`, built from the same weights:
-1.9x faster; ``SLICESAM_FAST_ENCODER=0`` keeps the plain module); the prompt
+2x faster; ``SLICESAM_FAST_ENCODER=0`` keeps the plain module); the prompt
 encoder and mask decoder are segment-anything's, assembled in a segment-anything ``Sam`` so the
 state-dict keys are those of the official ``mobile_sam.pt`` (``image_encoder.*``,
 ``prompt_encoder.*``, ``mask_decoder.*``). Preprocessing is SAM's (longest side to 1024,
