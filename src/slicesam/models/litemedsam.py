@@ -25,7 +25,8 @@ import torch
 from ..errors import CheckpointError
 from .base import Embedding, Prediction
 from .checkpoints import file_sha256, load_state_dict
-from .device import autocast, cpu_default_switch, resolve_device
+from .device import autocast, resolve_device
+from .tinyvit_fast import FastTinyViT, default_dtype, fast_encoder_default
 from .torch_sam import TorchSamFamilyModel, longest_side_shape
 
 INPUT_SIZE = 256
@@ -66,15 +67,6 @@ class LiteMedSAM(TorchSamFamilyModel):
     def _preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
         array, size = preprocess_litemedsam(image)
         return torch.from_numpy(array)[None].to(self.device), size
-
-
-def fast_encoder_default(device: str) -> bool:
-    """Whether :func:`load_litemedsam` uses the fast encoder when ``fast`` is None.
-
-    True on CPU unless the environment variable ``SLICESAM_FAST_ENCODER`` is "0"/"false"/"no"
-    ("1" forces it on other devices too, in float32).
-    """
-    return cpu_default_switch("SLICESAM_FAST_ENCODER", device)
 
 
 def load_litemedsam(
@@ -134,11 +126,9 @@ def load_litemedsam(
     encoder: torch.nn.Module = net.image_encoder
     variant = "reference-autocast-fp16" if dev.startswith("cuda") else "reference-fp32"
     if use_fast:
-        from .tinyvit_fast import FastTinyViT, default_dtype
-
         dtype = encoder_dtype or (default_dtype() if dev == "cpu" else torch.float32)
         encoder = FastTinyViT(state, dtype)
-        variant = f"fast-{'bf16' if dtype == torch.bfloat16 else 'fp32'}"
+        variant = encoder.variant
     model = LiteMedSAM(
         encoder,
         net.prompt_encoder,

@@ -17,14 +17,14 @@ checked against it (see :mod:`slicesam.models.download`).
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import torch
 
 from ..errors import CheckpointError
-from .device import cpu_default_switch, resolve_device
+from .device import resolve_device
 from .sam import INPUT_SIZE, SamModel, check_official_identity, read_family_state
+from .tinyvit_fast import FastTinyViT, default_dtype, fast_encoder_default
 
 NAME = "mobilesam"
 FILENAME = "mobile_sam.pt"
@@ -105,15 +105,7 @@ def load_mobilesam(checkpoint: str | Path | None = None, device: str = "auto") -
     if missing or unexpected:
         detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
         raise CheckpointError(f"{path} does not match MobileSAM: {detail}")
-    variant = None
-    if cpu_default_switch("SLICESAM_FAST_ENCODER", dev):
-        from .tinyvit_fast import FastTinyViT, default_dtype
-
+    if fast_encoder_default(dev):
         dtype = default_dtype() if dev == "cpu" else torch.float32
         sam.image_encoder = FastTinyViT(sam.image_encoder.state_dict(), dtype)
-        variant = f"fast-{'bf16' if dtype == torch.bfloat16 else 'fp32'}"
-    model = SamModel(sam, name=NAME, weights_sha256=digest, device=dev, input_size=INPUT_SIZE)
-    if variant is not None:  # the fast encoder picks its own precision: no autocast around it
-        model.encoder_variant = variant
-        model._encoder_precision = contextlib.nullcontext
-    return model
+    return SamModel(sam, name=NAME, weights_sha256=digest, device=dev, input_size=INPUT_SIZE)

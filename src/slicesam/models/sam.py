@@ -14,6 +14,7 @@ less time and memory; ``SLICESAM_FUSED_ATTENTION=0`` turns it off, ``=1`` forces
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -85,8 +86,13 @@ class SamModel(TorchSamFamilyModel):
 
         self._sam = sam.to(self.device).eval()
         self._transform = ResizeLongestSide(INPUT_SIZE)
-        # embeddings differ from fp32 ones: the variant is part of the cache key
-        self._encoder_precision, self.encoder_variant = encoder_autocast(self.device)
+        # embeddings differ from fp32 ones: the variant is part of the cache key. An encoder
+        # that picks its own precision (slicesam's FastTinyViT) runs without autocast.
+        own_variant = getattr(self.image_encoder, "variant", None)
+        if own_variant is not None:
+            self._encoder_precision, self.encoder_variant = contextlib.nullcontext, own_variant
+        else:
+            self._encoder_precision, self.encoder_variant = encoder_autocast(self.device)
         if cpu_default_switch("SLICESAM_FUSED_ATTENTION", self.device):
             from . import sam_vit_attention
 

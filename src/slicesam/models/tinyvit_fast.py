@@ -79,6 +79,15 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
+def fast_encoder_default(device: str) -> bool:
+    """Whether LiteMedSAM and MobileSAM embed with :class:`FastTinyViT` (unless told):
+    True on CPU unless the environment variable ``SLICESAM_FAST_ENCODER`` is
+    "0"/"false"/"no" ("1" forces it on other devices too, in float32)."""
+    from .device import cpu_default_switch
+
+    return cpu_default_switch("SLICESAM_FAST_ENCODER", device)
+
+
 def default_dtype(device: str | torch.device = "cpu") -> torch.dtype:
     """float32, unless ``SLICESAM_ENCODER_DTYPE=bfloat16`` asks for bfloat16 on a CPU that
     multiplies bf16 natively (AVX512-BF16 / AMX).
@@ -449,6 +458,11 @@ class FastTinyViT(nn.Module):
 
     #: the forward calls yield_point() itself (no block hooks needed)
     has_yield_points = True
+
+    @property
+    def variant(self) -> str:
+        """The encoder variant's name ("fast-fp32" / "fast-bf16"; part of the cache key)."""
+        return f"fast-{'bf16' if self.dtype == torch.bfloat16 else 'fp32'}"
 
     def __init__(
         self,
