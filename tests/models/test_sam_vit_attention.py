@@ -11,14 +11,14 @@ from slicesam.models import sam_vit_attention  # noqa: E402
 from slicesam.models.yield_points import set_yield_hook  # noqa: E402
 
 
-def _small_vit(seed: int = 0) -> torch.nn.Module:
+def _small_vit(seed: int = 0, embed_dim: int = 64) -> torch.nn.Module:
     """A 3-block SAM ViT (windowed and global attention, relative positions) at 128 px, with
     random weights and non-zero relative-position tables (they start at zero)."""
     torch.manual_seed(seed)
     enc = image_encoder.ImageEncoderViT(
         img_size=128,
         patch_size=16,
-        embed_dim=64,
+        embed_dim=embed_dim,
         depth=3,
         num_heads=4,
         out_chans=32,
@@ -78,3 +78,42 @@ def test_only_segment_anything_encoder_attention_is_changed():
 
     holder = torch.nn.Sequential(Attention())
     assert sam_vit_attention.install(holder) == 0
+
+
+@pytest.mark.parametrize("embed_dim", [64, 32])
+def test_row_blocked_attention_equals_the_reference(embed_dim):
+    # the low-precision path, run in float32 so that it can be compared tightly. Head width
+    # 16 (embed 64): the 3 x 3 windows and the 8 x 8 global grid both put the bias into the
+    # inner product (h + w <= 16); head width 8 (embed 32): the global grid adds it to the
+    # scores instead (8 + 8 > 8). One row of queries per block: 8 blocks on the global grid.
+    enc = _small_vit(3, embed_dim)
+    x = torch.randn(2, 3, 128, 128)
+    with torch.inference_mode():
+        want = enc(x)
+        sam_vit_attention.install(enc, max_block_bytes=1, blocked_dtypes=(torch.float32,))
+        calls = []
+        set_yield_hook(lambda: calls.append(1))
+        try:
+            got = enc(x)
+        finally:
+            set_yield_hook(None)
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-5)
+    # pause points between row blocks: 2 windowed blocks of 3 rows, 1 global block of 8 rows
+    assert len(calls) == 2 * (3 - 1) + (8 - 1)
+
+
+def test_bfloat16_autocast_runs_row_blocks_close_to_the_float32_reference():
+    enc = _small_vit(4, 32)
+    x = torch.randn(1, 3, 128, 128)
+    with torch.inference_mode():
+        want = enc(x)
+        sam_vit_attention.install(enc, max_block_bytes=1)
+        calls = []
+        set_yield_hook(lambda: calls.append(1))
+        try:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                got = enc(x).float()
+        finally:
+            set_yield_hook(None)
+    assert len(calls) == 2 * (3 - 1) + (8 - 1)  # the row-blocked path ran, one row a block
+    assert float((got - want).norm() / want.norm()) < 2e-2

@@ -98,6 +98,8 @@ class SamModel(TorchSamFamilyModel):
 
             if sam_vit_attention.install(self.image_encoder):
                 self.encoder_variant += "+fused-attention"
+                if "bf16" in self.encoder_variant or "fp16" in self.encoder_variant:
+                    self.encoder_variant += "-row-blocks"  # other rounding than the kernel's
 
     def _preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
         """SAM's own preprocessing of a (H, W) uint8 slice.
