@@ -18,7 +18,8 @@ the same weights file) and computes the same function with less arithmetic:
   the plain projections run).
 - **one layout.** Image tokens stay (B, N, C); the two transposed 2x2 convolutions of the
   upscaling are matrix products whose sub-pixel offsets are put in place once, on the final
-  one-channel mask; only the masks asked for (one, or the three multimask ones) are formed.
+  one-channel mask; only the masks asked for (one, or the three multimask ones) are formed,
+  and the final token-to-image attention runs only for their tokens and the IoU token.
 
 Everything is float32; the result equals the reference up to float rounding (tests compare
 logits and IoU predictions against segment-anything's module).
@@ -321,16 +322,19 @@ class FastMaskDecoder:
         sparse = sparse_prompt_embeddings.float()
         b = sparse.shape[0]
         query_pe = torch.cat([self.output_tokens[None].expand(b, -1, -1), sparse], 1)
-        queries, keys = self._transformer(query_pe, prep, pe)
-        wanted = range(1, self.num_mask_tokens) if multimask_output else range(0, 1)
-        masks = self._masks(keys, queries[:, 1 : 1 + self.num_mask_tokens], list(wanted))
-        iou = self._mlp(self.iou_head, queries[:, 0])[:, list(wanted)]
+        wanted = list(range(1, self.num_mask_tokens) if multimask_output else range(0, 1))
+        # only the IoU token and the wanted mask tokens leave the transformer
+        queries, keys = self._transformer(query_pe, prep, pe, [0, *(1 + i for i in wanted)])
+        masks = self._masks(keys, queries[:, 1:], wanted)
+        iou = self._mlp(self.iou_head, queries[:, 0])[:, wanted]
         return masks, iou
 
     def _transformer(
-        self, query_pe: torch.Tensor, prep: _Prepared, pe: torch.Tensor
+        self, query_pe: torch.Tensor, prep: _Prepared, pe: torch.Tensor, keep: list[int]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Two-way transformer: tokens (B, T, C) and image tokens -> (tokens, keys (B, N, C))."""
+        """Two-way transformer: tokens (B, T, C) and image tokens -> (the tokens ``keep``
+        (B, len(keep), C), keys (B, N, C)). The final token-to-image attention treats each
+        token on its own, so it runs for the kept tokens only."""
         queries = query_pe
         keys = prep.keys
         for i, layer in enumerate(self.layers):
@@ -360,6 +364,7 @@ class FastMaskDecoder:
             tok = queries + query_pe
             keys = i2t.image_to_tokens(kpe, tok, queries, keys, prep.q1t if i == 0 else None)
             keys = _layer_norm(keys, layer["norm4"])
+        queries, query_pe = queries[:, keep], query_pe[:, keep]
         att = self.final_attn.tokens_to_image(queries + query_pe, keys + pe, keys)
         queries = _layer_norm(queries + att, self.norm_final)
         return queries, keys
@@ -387,7 +392,8 @@ class FastMaskDecoder:
         self, keys: torch.Tensor, mask_tokens: torch.Tensor, wanted: list[int]
     ) -> torch.Tensor:
         """Upscale the image tokens (B, N, C) 4x and dot them with the hypernetwork outputs of
-        the ``wanted`` mask tokens: (B, K, 4h, 4w) logits."""
+        the mask tokens (B, K, C), which are the ``wanted`` ones, in that order: (B, K, 4h,
+        4w) logits."""
         b, n, _ = keys.shape
         side = math.isqrt(n)
         w1, b1 = self.up1
@@ -395,7 +401,9 @@ class FastMaskDecoder:
         y = F.gelu(_layer_norm(y, self.up_norm, LN2D_EPS))
         w2, b2 = self.up2
         z = self._linear(y, w2, b2, gelu=True)  # (B*N*4, 4*out2), sub-pixel offsets (dy2, dx2)
-        hyper = torch.stack([self._mlp(self.hyper[i], mask_tokens[:, i]) for i in wanted], 1)
+        hyper = torch.stack(
+            [self._mlp(self.hyper[i], mask_tokens[:, j]) for j, i in enumerate(wanted)], 1
+        )
         k = len(wanted)
         logits = torch.bmm(z.view(b, n * 16, self.up2_out), hyper.transpose(1, 2))  # (B, N*16, K)
         # (B, i, j, dy1, dx1, dy2, dx2, K) -> (B, K, i, dy1, dy2, j, dx1, dx2)
