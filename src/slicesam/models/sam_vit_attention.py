@@ -56,7 +56,7 @@ def _forward(self, x: torch.Tensor) -> torch.Tensor:
     if rel and (self.rel_pos_h.shape[0] != 2 * h - 1 or self.rel_pos_w.shape[0] != 2 * w - 1):
         return self._reference_forward(x)  # tables to interpolate: the reference does that
     q, k, v = self.qkv(x).view(b, n, 3, heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
-    if q.dtype in self._blocked_dtypes:
+    if q.dtype in self._blocked_dtypes and q.device.type == "cpu":
         return self.proj(_row_blocked(self, q, k, v, h, w).transpose(1, 2).reshape(b, h, w, -1))
     d = q.shape[-1]
     out = q.new_empty(b, heads, n, d)
@@ -90,8 +90,8 @@ def _row_blocked(
     torch's fused kernel gains nothing from bfloat16 on CPU (it computes at float32 speed),
     while oneDNN's bfloat16 matrix products run twice as fast as float32 ones. So the scores
     of a block of query rows (all heads, all N keys) are one batched matrix product, then
-    the softmax and the product with the values follow. A block holds at most
-    ``self._max_block_bytes`` of scores; a yield point separates blocks.
+    the softmax and the product with the values follow. A block holds as many rows as fit
+    in ``self._max_block_bytes`` of scores (at least one); a yield point separates blocks.
 
     The relative-position bias is ``bias_h[query, key row] + bias_w[query, key column]``.
     Where the grid is small (h + w <= d: the 14 x 14 windows), both parts join the inner
@@ -149,7 +149,12 @@ def install(
 ) -> int:
     """Give every segment-anything ``Attention`` module inside ``image_encoder`` the fused
     forward (in place; the weights are the module's own). Returns how many were changed (0
-    for encoders that are not SAM ViTs)."""
+    for encoders that are not SAM ViTs).
+
+    ``max_mask_bytes`` bounds the bias mask of one head chunk of the fused kernel;
+    ``max_block_bytes`` the scores of one row block of :func:`_row_blocked`, which CPU
+    attention in ``blocked_dtypes`` (bfloat16 and float16 by default) runs instead.
+    """
     count = 0
     for module in image_encoder.modules():
         if type(module).__module__ != REFERENCE_MODULE or not hasattr(module, "qkv"):
