@@ -11,12 +11,14 @@ Usage::
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from _study import record, study_args
 
 from slicesam.bench.datasets import discover, load_dataset
 from slicesam.bench.protocols import Runner, p1_box3d, p2_box1
-from slicesam.engine.propagation import PropagationParams
+from slicesam.engine.propagation import default_params
 
 PROMPTS = ("box", "box+mask", "box+points")
 
@@ -31,7 +33,8 @@ def main() -> None:
         run = Runner(ds, model)  # one embedding cache for every variant
         row: dict = {}
         for prompt in PROMPTS:
-            run.session_kwargs = {"params": PropagationParams(prompt=prompt)}
+            params = replace(default_params(ds.image.modality), prompt=prompt)
+            run.session_kwargs = {"params": params}
             row[f"P1 {prompt}"] = float(np.mean([p1_box3d(run, o)["dice"] for o in ds.objects]))
             row[f"P2 {prompt}"] = float(np.mean([p2_box1(run, o)["dice"] for o in ds.objects]))
         cells = " | ".join(f"{row[f'P1 {p}']:.3f} | {row[f'P2 {p}']:.3f}" for p in PROMPTS)

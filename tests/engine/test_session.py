@@ -436,3 +436,47 @@ def test_a_walk_stops_where_the_area_grows_again_into_a_neighbour(fake_model):
         reached[regrowth] = int(np.flatnonzero((sess.labels == obj).any(axis=(1, 2))).max())
     assert reached[0.0] >= 26  # through the neck and the upper sphere
     assert 14 <= reached[1.4] <= 16  # stopped just past the neck
+
+
+def test_a_walk_stops_where_the_mask_slides_into_a_brighter_neighbour(fake_model):
+    """A column of constant width whose upper part is brighter (a neighbour touching the
+    object in z): no area rule can see the change; without a z range the walk up from the
+    dim part stops where the mean intensity under the mask rises by more than 0.1 (window
+    scaled to 0-1) above the walk's lowest."""
+    z, y, x = np.mgrid[:30, :40, :40]
+    column = (y - 20) ** 2 + (x - 20) ** 2 <= 64
+    vol = np.where(column, np.where(z < 12, 160, 230), 0).astype(np.int16)
+    reached = {}
+    for rise in (0.0, 0.1):
+        sess = Session(
+            vol,
+            model=fake_model,
+            window=(0, 255),
+            params=PropagationParams(max_intensity_rise=rise),
+        )
+        obj = sess.new_object()
+        sess.add_box(obj, 5, (10, 10, 30, 30))
+        summary = sess.propagate(obj)
+        written = np.flatnonzero((sess.labels == obj).any(axis=(1, 2)))
+        reached[rise] = (int(written.min()), int(written.max()))
+        if rise:
+            assert any("intensity rose" in stop for stop in summary.stops)
+    assert reached[0.0] == (0, 29)  # on through the bright part
+    assert reached[0.1] == (0, 11)  # the dim part only
+
+
+def test_microscopy_sessions_start_with_the_intensity_rise_rule(fake_model):
+    from slicesam.engine import default_params
+    from slicesam.io.volume import Volume
+
+    vol = np.zeros((4, 16, 16), np.uint16)
+    vol[:, 4:10, 4:10] = 200
+    for modality, rise in (("microscopy", 0.1), ("CT", 0.0), ("MR", 0.0), (None, 0.0)):
+        sess = Session(Volume(data=vol, modality=modality), model=fake_model)
+        assert sess.params.max_intensity_rise == rise
+        assert sess.params == default_params(modality)
+    mine = PropagationParams(max_intensity_rise=0.3)  # the user's own settings win
+    assert (
+        Session(Volume(data=vol, modality="microscopy"), model=fake_model, params=mine).params
+        is mine
+    )

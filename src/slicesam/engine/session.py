@@ -36,7 +36,7 @@ from .interpolation import interpolate_masks
 from .journal import Journal, journaled
 from .masks import clip_box, expand_box, mask_bbox, paint, pixel_extent
 from .objects import DERIVED, INTERPOLATED, PROPAGATED, USER, SegObject, SlicePrompts
-from .propagation import PropagationParams, Step, predict_box, walk
+from .propagation import PropagationParams, Step, default_params, predict_box, walk
 from .strokes import (
     SCRIBBLE_POINTS,
     as_polyline,
@@ -97,7 +97,8 @@ class Session:
             tissue (-160, 240) HU; otherwise the 0.5-99.5 percentiles). Fixed for the session.
         labels: an existing (z, y, x) integer label array to write into (e.g. a napari Labels
             layer's data); a new uint16 array of zeros when None.
-        params: propagation thresholds.
+        params: propagation thresholds; None for the defaults of the volume's modality
+            (:func:`~slicesam.engine.propagation.default_params`).
         cache_bytes: memory budget of the embedding cache.
         overwrite: which voxels of *other* objects a user prompt (box, click) may take on
             its slice: "propagated" (default) takes voxels that another object only has there
@@ -165,7 +166,7 @@ class Session:
 
             model = load_model(model, checkpoint=checkpoint, device=device)
         self.model: SegmentationModel = model
-        self.params = params or PropagationParams()
+        self.params = params or default_params(self.volume.modality)
         self.labels = self._init_labels(labels)
         # The label volume as the session last left it: edits made behind its back (napari's
         # paint brush) are found by comparison in sync_external_edits().
