@@ -43,20 +43,26 @@ def test_fused_attention_equals_the_reference_encoder():
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
-def test_head_chunks_give_the_same_result_and_pause_points():
-    enc = _small_vit(1)
-    x = torch.randn(1, 3, 128, 128)
+def _before_and_after_install(enc, x, **install_kwargs):
+    """The encoder's output before and after install(), and the pause points of the latter."""
     with torch.inference_mode():
         want = enc(x)
-        sam_vit_attention.install(enc, max_mask_bytes=1)  # one head per chunk
+        sam_vit_attention.install(enc, **install_kwargs)
         calls = []
         set_yield_hook(lambda: calls.append(1))
         try:
             got = enc(x)
         finally:
             set_yield_hook(None)
+    return want, got, len(calls)
+
+
+def test_head_chunks_give_the_same_result_and_pause_points():
+    enc = _small_vit(1)
+    x = torch.randn(1, 3, 128, 128)
+    want, got, calls = _before_and_after_install(enc, x, max_mask_bytes=1)  # a head per chunk
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-5)
-    assert len(calls) == 3 * (4 - 1)  # between the 4 heads of each of the 3 blocks
+    assert calls == 3 * (4 - 1)  # between the 4 heads of each of the 3 blocks
 
 
 def test_tables_of_another_size_fall_back_to_the_reference():
@@ -88,18 +94,12 @@ def test_row_blocked_attention_equals_the_reference(embed_dim):
     # scores instead (8 + 8 > 8). One row of queries per block: 8 blocks on the global grid.
     enc = _small_vit(3, embed_dim)
     x = torch.randn(2, 3, 128, 128)
-    with torch.inference_mode():
-        want = enc(x)
-        sam_vit_attention.install(enc, max_block_bytes=1, blocked_dtypes=(torch.float32,))
-        calls = []
-        set_yield_hook(lambda: calls.append(1))
-        try:
-            got = enc(x)
-        finally:
-            set_yield_hook(None)
+    want, got, calls = _before_and_after_install(
+        enc, x, max_block_bytes=1, blocked_dtypes=(torch.float32,)
+    )
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-5)
     # pause points between row blocks: 2 windowed blocks of 3 rows, 1 global block of 8 rows
-    assert len(calls) == 2 * (3 - 1) + (8 - 1)
+    assert calls == 2 * (3 - 1) + (8 - 1)
 
 
 def test_bfloat16_autocast_runs_row_blocks_close_to_the_float32_reference():
