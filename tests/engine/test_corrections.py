@@ -9,6 +9,7 @@ import pytest
 from fakes import ball
 from slicesam.engine.interpolation import interpolate_masks, signed_distance
 from slicesam.engine.objects import INTERPOLATED, PROPAGATED, USER
+from slicesam.engine.propagation import PropagationParams
 from slicesam.engine.session import INTERPOLATED_CONFIDENCE, Session
 from slicesam.errors import PromptError
 from slicesam.metrics import dice
@@ -122,3 +123,32 @@ def test_confidence_evidence_is_recorded(two_balls, fake_model):
     assert set(ev[10]) == {"iou", "stability"}
     assert set(ev[11]) == {"iou", "stability", "agreement"}
     assert 0.0 <= sess.confidence(obj)[11] <= 1.0
+
+
+def test_a_rewalk_from_a_shrunk_end_slice_keeps_the_objects_own_stop_rules(fake_model):
+    """Two spheres stacked in z, joined by a neck; the walk up from the lower one stops past
+    the neck. The user then shrinks the last slice (a tighter box): re-walking from that
+    small slice, a walk that compares only with its seed sees the upper sphere as more
+    object and walks through it; with ``rewalk_reference`` it compares with the object's
+    largest slice and stops where the first walk stopped."""
+    z, y, x = np.mgrid[:30, :40, :40]
+    spheres = ((z - 8) ** 2 + (y - 20) ** 2 + (x - 20) ** 2 <= 64) | (
+        (z - 20) ** 2 + (y - 20) ** 2 + (x - 20) ** 2 <= 64
+    )
+    vol = np.where(spheres, 200, 0).astype(np.int16)
+    top = {}
+    for reference in (False, True):
+        params = PropagationParams(rewalk_reference=reference)
+        sess = Session(vol, model=fake_model, window=(0, 255), params=params)
+        obj = sess.new_object()
+        sess.add_box(obj, 8, (10, 10, 30, 30))
+        sess.propagate(obj)
+        end = int(np.flatnonzero((sess.labels == obj).any(axis=(1, 2))).max())
+        assert end < 17  # the first walk stopped past the neck
+        sess.add_box(obj, end, (17, 17, 24, 24))
+        summary = sess.propagate(obj, from_slices=[end])
+        top[reference] = int(np.flatnonzero((sess.labels == obj).any(axis=(1, 2))).max())
+        if reference:
+            assert top[reference] == end
+            assert any("after shrinking" in stop for stop in summary.stops)
+    assert top[False] >= 26  # through the upper sphere

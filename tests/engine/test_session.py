@@ -465,7 +465,7 @@ def test_a_walk_stops_where_the_mask_slides_into_a_brighter_neighbour(fake_model
     assert reached[0.1] == (0, 11)  # the dim part only
 
 
-def test_microscopy_sessions_start_with_the_intensity_rise_rule(fake_model):
+def test_microscopy_sessions_start_with_the_intensity_rise_rule_and_rewalk_reference(fake_model):
     from slicesam.engine import default_params
     from slicesam.io.volume import Volume
 
@@ -474,6 +474,7 @@ def test_microscopy_sessions_start_with_the_intensity_rise_rule(fake_model):
     for modality, rise in (("microscopy", 0.1), ("CT", 0.0), ("MR", 0.0), (None, 0.0)):
         sess = Session(Volume(data=vol, modality=modality), model=fake_model)
         assert sess.params.max_intensity_rise == rise
+        assert sess.params.rewalk_reference == (modality == "microscopy")
         assert sess.params == default_params(modality)
     mine = PropagationParams(max_intensity_rise=0.3)  # the user's own settings win
     assert (

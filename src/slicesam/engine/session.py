@@ -36,7 +36,15 @@ from .interpolation import interpolate_masks
 from .journal import Journal, journaled
 from .masks import clip_box, expand_box, mask_bbox, paint, pixel_extent
 from .objects import DERIVED, INTERPOLATED, PROPAGATED, USER, SegObject, SlicePrompts
-from .propagation import PropagationParams, Step, default_params, predict_box, walk
+from .propagation import (
+    PropagationParams,
+    Step,
+    WalkReference,
+    default_params,
+    mean_in,
+    predict_box,
+    walk,
+)
 from .strokes import (
     SCRIBBLE_POINTS,
     as_polyline,
@@ -694,6 +702,9 @@ class Session:
             done = 0
             margin = self.params.margin_model_px * self.model_px
             partial = from_slices is not None
+            reference = (
+                self._walk_reference(target) if partial and self.params.rewalk_reference else None
+            )
             for anchor, direction, end in walks:
                 seed = self.labels[anchor] == target.label_id
                 fallback = getattr(target.prompts.get(anchor), "box", None)
@@ -717,6 +728,7 @@ class Session:
                     bound=bound,
                     jitter_px=self._jitter_px(self.params.jitter_model_px),
                     image=self._unit_slice,
+                    reference=reference,
                 ):
                     if cancel is not None and cancel():
                         summary.cancelled = True
@@ -780,6 +792,15 @@ class Session:
             if progress is not None:
                 progress(total, total)
             return summary
+
+    def _walk_reference(self, target: SegObject) -> WalkReference | None:
+        """The object's largest slice (area, mean intensity) as it stands, for re-walks."""
+        areas = {z: int((self.labels[z] == target.label_id).sum()) for z in target.source}
+        if not areas or max(areas.values()) == 0:
+            return None
+        z = max(areas, key=areas.__getitem__)
+        mask = self.labels[z] == target.label_id
+        return WalkReference(areas[z], mean_in(self._unit_slice(z), mask))
 
     def _plan_walks(
         self, target: SegObject, anchors: list[int], starts: set[int], lo: int, hi: int
