@@ -475,6 +475,7 @@ def test_microscopy_sessions_start_with_the_intensity_rise_rule_and_rewalk_refer
         sess = Session(Volume(data=vol, modality=modality), model=fake_model)
         assert sess.params.max_intensity_rise == rise
         assert sess.params.rewalk_reference == (modality == "microscopy")
+        assert sess.params.min_fragment == (0.25 if modality == "microscopy" else 0.0)
         assert sess.params == default_params(modality)
     mine = PropagationParams(max_intensity_rise=0.3)  # the user's own settings win
     assert (

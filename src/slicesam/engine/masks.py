@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 BoxXYXY = tuple[float, float, float, float]
@@ -14,6 +15,24 @@ def mask_bbox(mask: np.ndarray) -> BoxXYXY | None:
         return None
     cols = np.flatnonzero(mask.any(axis=0))
     return float(cols[0]), float(rows[0]), float(cols[-1]), float(rows[-1])
+
+
+def core_bbox(mask: np.ndarray, min_fraction: float) -> BoxXYXY | None:
+    """:func:`mask_bbox` of the connected parts (8-connected) of a (y, x) boolean mask that
+    hold at least ``min_fraction`` of its largest part's pixels: a few stray pixels away
+    from the object do not stretch the box (0 keeps every part). None when empty."""
+    if min_fraction <= 0:
+        return mask_bbox(mask)
+    count, parts, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), 8)
+    if count <= 2:  # background and at most one part
+        return mask_bbox(mask)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = np.flatnonzero(areas >= min_fraction * areas.max()) + 1
+    x0 = stats[keep, cv2.CC_STAT_LEFT]
+    y0 = stats[keep, cv2.CC_STAT_TOP]
+    x1 = x0 + stats[keep, cv2.CC_STAT_WIDTH] - 1
+    y1 = y0 + stats[keep, cv2.CC_STAT_HEIGHT] - 1
+    return float(x0.min()), float(y0.min()), float(x1.max()), float(y1.max())
 
 
 def pixel_extent(box: BoxXYXY) -> BoxXYXY:
