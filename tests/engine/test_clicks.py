@@ -62,6 +62,35 @@ def test_adaptive_negative_click_at_the_centre_removes_the_whole_component():
     assert local[50:60, 50:60].any(), "local edits only take a disk"
 
 
+def test_a_central_negative_click_on_a_boxed_slice_only_takes_a_disk():
+    """The user's box on the slice says the object is there: a negative click at the mask's
+    centre removes a disk around it (a local edit), never the whole component (on the MR
+    abdomen's left kidney that emptied the object's only anchor, and with it the 3D object)."""
+    current = _square(x1=60)  # 20 x 40 px
+    predict = _predictor(np.zeros((64, 64), dtype=np.uint8))
+    click = Point(0, 30.0, 40.0, False)
+    gone, _ = box_only_click(predict, current, click, 1.0)
+    assert not gone.any()
+    kept, _ = box_only_click(predict, current, click, 1.0, boxed=True)
+    assert (kept == local_edit(current, click)).all()
+    assert not kept[30, 40] and kept[30, 22] and kept[30, 58]
+
+
+def test_session_negative_click_keeps_the_users_boxed_slice(fake_box_model):
+    from slicesam.engine.session import Session
+
+    vol = np.zeros((12, 40, 64), np.int16)
+    vol[:, 10:30, 10:50] = 200  # a bar, 20 x 40 px on every slice
+    sess = Session(vol, model=fake_box_model, window=(0, 255))
+    obj = sess.new_object()
+    sess.add_box(obj, 5, (8, 8, 52, 32))
+    sess.propagate(obj)
+    boxed = sess.add_point(obj, 5, 19.5, 29.5, positive=False)
+    assert boxed[20, 12] and boxed[20, 47] and not boxed[20, 30]  # a disk went
+    propagated = sess.add_point(obj, 8, 19.5, 29.5, positive=False)
+    assert not propagated.any()  # no box there: the whole (wrong) mask goes
+
+
 def test_first_positive_click_uses_the_neighbour_mask_as_hint():
     image = np.zeros((64, 64), dtype=np.uint8)
     image[20:40, 20:40] = 200

@@ -123,6 +123,7 @@ def box_only_click(
     *,
     strategy: str = "adaptive",
     hint: np.ndarray | None = None,
+    boxed: bool = False,
 ) -> tuple[np.ndarray, float | None]:
     """New (y, x) mask after one click on a box-only model, and the model's confidence in it
     (None when the model was not asked).
@@ -135,7 +136,8 @@ def box_only_click(
 
     - ``"local"``: :func:`local_edit`, a disk around the click;
     - ``"adaptive"`` (default): as "local", but a negative click at the very centre of a
-      mask component (:data:`CENTRAL_CLICK`) removes the component, and a positive click
+      mask component (:data:`CENTRAL_CLICK`) removes the component (unless ``boxed``: the
+      user drew a box on the slice, which says the object is there), and a positive click
       farther from the mask than :data:`FAR_FACTOR` times its thickness adds the structure
       under it;
     - ``"region"``: adds or removes the structure under the click (:func:`region_at_click`).
@@ -159,7 +161,7 @@ def box_only_click(
     yi, xi = int(round(point.y)), int(round(point.x))
     mask, score, outside = None, None, None
     if strategy == "adaptive":
-        if not point.positive and current[yi, xi]:
+        if not point.positive and current[yi, xi] and not boxed:
             comps, _ = ndimage.label(current)
             component = comps == comps[yi, xi]
             dist = _inner_distance(component)

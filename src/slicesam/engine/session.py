@@ -456,6 +456,7 @@ class Session:
                     self.model_px,
                     strategy=self.click_strategy,
                     hint=None if current.any() else self._neighbour_mask(target, z),
+                    boxed=prompts.box is not None,
                 )
                 logits = None
             else:
