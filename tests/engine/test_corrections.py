@@ -152,3 +152,29 @@ def test_a_rewalk_from_a_shrunk_end_slice_keeps_the_objects_own_stop_rules(fake_
             assert top[reference] == end
             assert any("after shrinking" in stop for stop in summary.stops)
     assert top[False] >= 26  # through the upper sphere
+
+
+def test_a_negative_click_on_the_end_slice_does_not_grow_the_object(fake_box_model):
+    """Two spheres stacked in z, joined by a neck; the first walk stops past the neck. A
+    negative click trimming the last slice's edge re-walks from there: inside the object only,
+    never on into the upper sphere (which a walk from the trimmed slice would enter)."""
+    z, y, x = np.mgrid[:30, :40, :40]
+    spheres = ((z - 8) ** 2 + (y - 20) ** 2 + (x - 20) ** 2 <= 64) | (
+        (z - 20) ** 2 + (y - 20) ** 2 + (x - 20) ** 2 <= 64
+    )
+    vol = np.where(spheres, 200, 0).astype(np.int16)
+    sess = Session(vol, model=fake_box_model, window=(0, 255), params=PropagationParams())
+    obj = sess.new_object()
+    sess.add_box(obj, 8, (10, 10, 30, 30))
+    sess.propagate(obj)
+    end = int(np.flatnonzero((sess.labels == obj).any(axis=(1, 2))).max())
+    assert end < 17
+    area = int((sess.labels[end] == obj).sum())
+    trimmed = sess.add_point(obj, end, 20.0, 25.0, positive=False)
+    assert 0 < trimmed.sum() < area
+    assert sess.objects[obj].last_edit == {8: "box", end: "remove"}
+    sess.propagate(obj, from_slices=[end])
+    assert int(np.flatnonzero((sess.labels == obj).any(axis=(1, 2))).max()) == end
+    # a positive click on the end slice may still grow the object
+    sess.add_point(obj, end, 20.0, 25.0, positive=True)
+    assert sess.objects[obj].last_edit[end] == "add"

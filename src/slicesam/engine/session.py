@@ -423,7 +423,7 @@ class Session:
             before = self._state()
             target.prompts[z] = SlicePrompts(box=b)
             return self._write_user_slice(
-                target, z, pred.mask, pred.score, pred.low_res_logits, before, f"box on {z}"
+                target, z, pred.mask, pred.score, pred.low_res_logits, before, f"box on {z}", "box"
             )
 
     @interactive
@@ -470,8 +470,9 @@ class Session:
             before = self._state()
             target.prompts[z] = prompts
             sign = "+" if positive else "-"
+            edit = "add" if positive else "remove"
             return self._write_user_slice(
-                target, z, mask, score, logits, before, f"click {sign} on {z}"
+                target, z, mask, score, logits, before, f"click {sign} on {z}", edit
             )
 
     def _stroke(self, z: int, points, what: str) -> np.ndarray:
@@ -531,8 +532,9 @@ class Session:
             before = self._state()
             target.prompts[z] = SlicePrompts(prompts.box, [*prompts.points, *sampled])
             sign = "+" if positive else "-"
+            edit = "add" if positive else "remove"
             return self._write_user_slice(
-                target, z, mask, score, logits, before, f"scribble {sign} on {z}"
+                target, z, mask, score, logits, before, f"scribble {sign} on {z}", edit
             )
 
     @interactive
@@ -557,8 +559,9 @@ class Session:
             before = self._state()
             target.prompts.setdefault(z, SlicePrompts())
             sign = "+" if positive else "-"
+            edit = "add" if positive else "remove"
             return self._write_user_slice(
-                target, z, mask, score, None, before, f"lasso {sign} on {z}"
+                target, z, mask, score, None, before, f"lasso {sign} on {z}", edit
             )
 
     def _unit_slice(self, z: int) -> np.ndarray:
@@ -588,12 +591,15 @@ class Session:
         logits: np.ndarray | None,
         before: dict[int, SegObject],
         name: str,
+        edit: str,
     ) -> np.ndarray:
         """Write a prompt's mask on slice ``z`` as a user slice. ``score`` None: an edit of the
-        mask that did not ask the model, as sure as the mask it edited was."""
+        mask that did not ask the model, as sure as the mask it edited was. ``edit``: what the
+        prompt did (:attr:`SegObject.last_edit`)."""
         if score is None:
             score = target.confidence.get(z, 1.0)
         target.source[z] = USER
+        target.last_edit[z] = edit
         evidence = {"iou": float(score)}
         if logits is not None:
             evidence["stability"] = stability(logits)
@@ -695,6 +701,13 @@ class Session:
                     )
                 starts = wanted & starts
             walks = self._plan_walks(target, inside, starts, lo, hi)
+            if from_slices is not None:
+                # a re-walk from a negative click never grows the object past its extent
+                walks = [
+                    (a, d, e)
+                    for a, d, end in walks
+                    if (e := self._rewalk_end(target, a, d, end)) != a
+                ]
             total = sum(abs(end - a) for a, _, end in walks)
             summary = PropagationSummary(target.label_id)
             before = self._state()
@@ -802,6 +815,19 @@ class Session:
         z = max(areas, key=areas.__getitem__)
         mask = self.labels[z] == target.label_id
         return WalkReference(areas[z], mean_in(self._unit_slice(z), mask))
+
+    def _rewalk_end(self, target: SegObject, anchor: int, direction: int, end: int) -> int:
+        """How far a re-walk from ``anchor`` may go towards ``end``. After a negative click,
+        scribble or lasso (the anchor's last edit removed something), only through the
+        object's run of non-empty slices next to the anchor: removing something from a slice
+        says nothing about the slices past the object's end, and a walk from a trimmed end
+        slice would find more object there (MR left kidney, P3: 4 slices past its end)."""
+        if target.last_edit.get(anchor) != "remove":
+            return end
+        z = anchor
+        while z != end and (self.labels[z + direction] == target.label_id).any():
+            z += direction
+        return z
 
     def _plan_walks(
         self, target: SegObject, anchors: list[int], starts: set[int], lo: int, hi: int
@@ -1063,6 +1089,7 @@ class Session:
                     if obj is None:
                         obj = self._objects[int(label)] = SegObject(int(label), f"object {label}")
                     obj.source[z] = USER
+                    obj.last_edit.pop(z, None)  # painted: added or erased, unknown
                     obj.confidence[z] = 1.0
                     self._logits.pop((obj.label_id, z), None)
                 self._shadow[z] = self.labels[z]
