@@ -666,7 +666,9 @@ class Session:
             from_slices: re-propagate only from these anchors (a correction on slice z:
                 ``from_slices=[z]``); each walk stops where the new mask equals the one already
                 there (Dice >= ``PropagationParams.converged_dice``), so the result changes
-                only as far as the correction reaches.
+                only as far as the correction reaches; from a slice whose last edit removed
+                something (a negative click, scribble or lasso) no walk goes past the
+                object's current ends.
             progress: called as ``progress(done, total)`` after each slice.
             cancel: polled before each slice; when it returns True the propagation stops and
                 nothing is changed (``summary.cancelled``).
