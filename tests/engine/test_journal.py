@@ -67,6 +67,8 @@ def test_restore_gives_back_labels_objects_and_prompts(tmp_path, two_balls, fake
     assert_same_session(restored, sess)
     assert restored.objects[1].name == "Liver"
     assert restored.objects[2].prompts[8].points[1].positive is False
+    assert restored.objects[2].last_edit[8] == "remove"  # re-walks from it stay inside
+    assert restored.objects[2].last_edit == sess.objects[2].last_edit
     assert not restored.can_undo  # undo history is not part of a restore
     # the restored session goes on autosaving into the same sidecar
     restored.add_box(1, 12, box_of(a[12]))
