@@ -178,3 +178,24 @@ def test_a_negative_click_on_the_end_slice_does_not_grow_the_object(fake_box_mod
     # a positive click on the end slice may still grow the object
     sess.add_point(obj, end, 20.0, 25.0, positive=True)
     assert sess.objects[obj].last_edit[end] == "add"
+
+
+def test_a_rewalk_keeps_a_surer_propagated_mask(two_balls, fake_model):
+    """A re-walk stops at a propagated slice whose mask is surer (confidence higher by more
+    than ``keep_surer_by``) than the one it would write there, even when the new mask agrees
+    better with the re-walked slice before it."""
+    from slicesam.engine.propagation import Step
+
+    vol, a, _ = two_balls
+    for keep, expected in ((0.1, "the mask there is surer"), (-1.0, None)):
+        sess = Session(vol, model=fake_model, params=PropagationParams(keep_surer_by=keep))
+        obj = sess.new_object()
+        sess.add_box(obj, 10, (8, 10, 28, 30))
+        sess.propagate(obj)
+        target = sess.objects[obj]
+        assert target.source[6] == PROPAGATED and target.confidence[6] > 0.85
+        shifted = np.roll(sess.labels[6] == obj, 3, axis=1)  # a worse mask, on the same slice
+        unsure = Step(6, shifted, 0.6, np.zeros((8, 8), np.float32), {"iou": 0.6})
+        assert sess._settled(target, unsure, last=shifted) == expected
+        sure = Step(6, shifted, 0.9, np.zeros((8, 8), np.float32), {"iou": 0.9})
+        assert sess._settled(target, sure, last=shifted) is None

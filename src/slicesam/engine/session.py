@@ -879,7 +879,10 @@ class Session:
 
         It stops where the new mask is (nearly) the one already there, or where the mask
         already there agrees at least as well with the slice before (``last``, already
-        re-walked) as the new one does: the correction no longer improves anything.
+        re-walked) as the new one does: the correction no longer improves anything; or where
+        the mask already there is surer than the new one (its confidence higher by more than
+        ``PropagationParams.keep_surer_by``): a re-walk between two anchors would otherwise
+        overwrite good propagated slices with worse ones.
         """
         if target.source.get(step.z) not in DERIVED:
             return None
@@ -888,6 +891,10 @@ class Session:
             return "unchanged"
         if current.any() and dice(current, last) >= dice(step.mask, last):
             return "no better than before"
+        margin = self.params.keep_surer_by
+        old_confidence = target.confidence.get(step.z, 0.0)
+        if margin >= 0 and current.any() and old_confidence > combine(step.evidence) + margin:
+            return "the mask there is surer"
         return None
 
     def _beyond_emptied_ends(
