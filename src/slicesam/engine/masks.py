@@ -23,7 +23,7 @@ def core_bbox(mask: np.ndarray, min_fraction: float) -> BoxXYXY | None:
     from the object do not stretch the box (0 keeps every part). None when empty."""
     if min_fraction <= 0:
         return mask_bbox(mask)
-    count, parts, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), 8)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), 8)
     if count <= 2:  # background and at most one part
         return mask_bbox(mask)
     areas = stats[1:, cv2.CC_STAT_AREA]

@@ -168,12 +168,11 @@ class WalkReference:
 
     Attributes:
         max_area: the object's largest area on one slice (pixels).
-        intensity: the mean intensity (0-1) inside the object on that slice (None: the
-            intensity rules compare with the seed slice).
+        intensity: the mean intensity (0-1) inside the object on that slice.
     """
 
     max_area: int
-    intensity: float | None = None
+    intensity: float
 
 
 @dataclass
@@ -231,12 +230,11 @@ def walk(
     prev = start_mask
     prev_logits = start_logits
     prev_area = max_area = int(prev.sum())
-    seed_intensity = mean_in(image(start_z), start_mask) if image is not None else 0.0
-    start_intensity = lowest_intensity = seed_intensity
+    start_intensity = mean_in(image(start_z), start_mask) if image is not None else 0.0
+    lowest_intensity = start_intensity
     if reference is not None:
         max_area = max(max_area, reference.max_area)
-        if reference.intensity is not None:
-            start_intensity = reference.intensity
+        start_intensity = reference.intensity
     # the smallest area since the walk shrank below regrowth_after (0: not yet)
     shrunk_min = prev_area if 0 < prev_area < params.regrowth_after * max_area else 0
     z = start_z + direction
