@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from slicesam.engine.masks import core_bbox, disk, mask_bbox
+from slicesam.engine.masks import core_bbox, disk, mask_bbox, part_boxes
 from slicesam.engine.propagation import PropagationParams, Step, walk
 from slicesam.models.base import Prediction
 
@@ -18,6 +18,66 @@ def test_core_bbox_ignores_stray_pixels_but_keeps_a_split_object():
     assert core_bbox(np.zeros((5, 5), bool), 0.1) is None
     one = disk((40, 40), 20, 20, 5)
     assert core_bbox(one, 0.1) == mask_bbox(one)
+
+
+def test_part_boxes_largest_first_without_small_parts():
+    mask = disk((40, 40), 20, 12, 5) | disk((40, 40), 20, 30, 3)
+    mask[2, 38] = True
+    assert part_boxes(mask, 0.1) == [(7.0, 15.0, 17.0, 25.0), (27.0, 17.0, 33.0, 23.0)]
+    assert len(part_boxes(mask, 0.0)) == 3
+    assert part_boxes(mask, 0.5) == [(7.0, 15.0, 17.0, 25.0)]
+    assert part_boxes(np.zeros((5, 5), bool), 0.1) == []
+
+
+def _two_blob_model(shape):
+    """A fake model whose mask is the bright pixels inside the box, the gap between two
+    blobs filled when the box spans both (as LiteMedSAM fills between both caudates)."""
+    left, right = disk(shape, 32, 16, 6), disk(shape, 32, 48, 6)
+    bridge = np.zeros(shape, bool)
+    bridge[28:37, 16:49] = True
+    boxes = []
+
+    def predict(z, *, box, **_):
+        boxes.append(tuple(box))
+        x0, y0, x1, y1 = box
+        inside = np.zeros(shape, bool)
+        inside[int(np.ceil(y0)) : int(y1), int(np.ceil(x0)) : int(x1)] = True
+        mask = (left | right) & inside
+        if mask[:, :32].any() and mask[:, 32:].any():
+            mask = mask | (bridge & inside)
+        logits = np.where(mask, 5.0, -5.0).astype(np.float32)[None]
+        return Prediction(mask[None], np.array([0.9], np.float32), logits)
+
+    return left, right, boxes, predict
+
+
+def test_a_walk_prompts_each_part_of_a_split_mask_with_its_own_box():
+    """A mask in two parts: with ``split_parts`` each part gets its own box and the next
+    slice's mask is their union (no filled gap); without it one box spans both parts."""
+    shape = (64, 64)
+    left, right, boxes, predict = _two_blob_model(shape)
+    for split in (0.0, 0.25):
+        boxes.clear()
+        params = PropagationParams(split_parts=split, max_growth=10.0, min_overlap=0.0)
+        steps = [s for s in walk(0, left | right, 1, 2, predict, margin_px=2.0, params=params)]
+        masks = [s.mask for s in steps if isinstance(s, Step)]
+        assert len(masks) == 2
+        if split:
+            assert len(boxes) == 4  # two parts, two slices
+            assert all(np.array_equal(m, left | right) for m in masks)
+        else:
+            assert len(boxes) == 2
+            assert all(m.sum() > (left | right).sum() for m in masks)  # the gap filled
+
+
+def test_parts_that_merge_are_prompted_with_one_box_again():
+    shape = (64, 64)
+    left, right, boxes, predict = _two_blob_model(shape)
+    params = PropagationParams(split_parts=0.25, max_growth=10.0, min_overlap=0.0)
+    seed = left | right
+    seed[30:35, 16:49] = True  # one part: a band joins the blobs
+    steps = [s for s in walk(0, seed, 1, 1, predict, margin_px=2.0, params=params)]
+    assert len(boxes) == 1 and isinstance(steps[0], Step)
 
 
 def test_a_stray_pixel_does_not_stretch_the_next_slices_box():

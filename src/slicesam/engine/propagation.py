@@ -16,7 +16,7 @@ from scipy import ndimage
 from ..metrics import dice
 from ..models.base import Prediction
 from .confidence import stability
-from .masks import BoxXYXY, clamp_box, core_bbox, expand_box, pixel_extent
+from .masks import BoxXYXY, clamp_box, core_bbox, expand_box, part_boxes, pixel_extent
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,11 @@ class PropagationParams:
             object would otherwise stretch the box over its neighbours; 0 keeps every part
             (the default: an organ's cross-section may split into parts of any size;
             :func:`default_params` sets 0.25 for microscopy).
+        split_parts: when the current mask has two or more connected parts that each hold at
+            least this fraction of its largest part's pixels, the next slice is prompted with
+            one box per such part (plain boxes) and the masks are united: a structure in two
+            parts (both caudates, both lateral ventricles) is not prompted with one box that
+            spans the gap between them, which the model fills; 0 = one box always.
         rewalk_reference: a re-propagation from a corrected slice compares its area and
             intensity-fall rules with the object's largest slice rather than with the
             corrected one (:class:`WalkReference`); off by default (:func:`default_params`
@@ -104,6 +109,7 @@ class PropagationParams:
     jitter_model_px: tuple[float, ...] = (0.0,)
     rewalk_reference: bool = False
     min_fragment: float = 0.0
+    split_parts: float = 0.0
 
 
 #: :attr:`PropagationParams.max_intensity_rise` for microscopy (:func:`default_params`).
@@ -240,23 +246,32 @@ def walk(
     z = start_z + direction
     shape = start_mask.shape
     while (z <= last_z) if direction > 0 else (z >= last_z):
-        box = core_bbox(prev, params.min_fragment)
-        if box is None:
+        parts = part_boxes(prev, params.split_parts) if params.split_parts > 0 else []
+        box = core_bbox(prev, params.min_fragment) if len(parts) < 2 else None
+        if box is None and len(parts) < 2:
             if not (constrained and fallback_box is not None):
                 yield Stop(z, "object vanished")
                 return
             box = pixel_extent(fallback_box)
-        else:
+        elif box is not None:
             box = expand_box(pixel_extent(box), margin_px, shape, edge=1.0)
             if bound is not None:
                 box = clamp_box(box, bound)
-        pred = predict_box(
-            functools.partial(predict, z),
-            box,
-            jitter_px,
-            shape,
-            extra=next_prompt(box, prev, prev_logits, params),
-        )
+        if box is not None:
+            pred = predict_box(
+                functools.partial(predict, z),
+                box,
+                jitter_px,
+                shape,
+                extra=next_prompt(box, prev, prev_logits, params),
+            )
+        else:
+            boxes = [expand_box(pixel_extent(b), margin_px, shape, edge=1.0) for b in parts]
+            if bound is not None:
+                boxes = [clamp_box(b, bound) for b in boxes]
+            pred = unite(
+                [predict_box(functools.partial(predict, z), b, jitter_px, shape) for b in boxes]
+            )
         mask = pred.mask
         score = pred.score
         area = int(mask.sum())
@@ -364,6 +379,21 @@ def predict_box(
         float(np.mean([p.scores[0] for p in preds])),
         preds[closest].low_res_logits[0],
         float(np.mean(pairs)),
+    )
+
+
+def unite(preds: list[BoxPrediction]) -> BoxPrediction:
+    """One slice's result from the predictions for the boxes of its parts: the union of the
+    masks, the area-weighted mean score and agreement, the pixel-wise largest logits."""
+    mask = np.logical_or.reduce([p.mask for p in preds])
+    weights = np.array([float(p.mask.sum()) for p in preds])
+    if weights.sum() == 0:
+        weights[:] = 1.0
+    return BoxPrediction(
+        mask,
+        float(np.average([p.score for p in preds], weights=weights)),
+        np.maximum.reduce([p.low_res_logits for p in preds]),
+        float(np.average([p.agreement for p in preds], weights=weights)),
     )
 
 
