@@ -476,9 +476,32 @@ def test_microscopy_sessions_start_with_the_intensity_rise_rule_and_rewalk_refer
         assert sess.params.max_intensity_rise == rise
         assert sess.params.rewalk_reference == (modality == "microscopy")
         assert sess.params.min_fragment == (0.25 if modality == "microscopy" else 0.0)
+        assert sess.params.split_parts == (0.25 if modality == "MR" else 0.0)
         assert sess.params == default_params(modality)
     mine = PropagationParams(max_intensity_rise=0.3)  # the user's own settings win
     assert (
         Session(Volume(data=vol, modality="microscopy"), model=fake_model, params=mine).params
         is mine
     )
+
+
+def test_mr_walks_keep_both_parts_of_a_split_object(fake_model):
+    """An object in two parts (both caudates): the fake model, like a box-trained one, keeps
+    one structure per box. MR sessions also prompt each part with its own box, so both parts
+    propagate; CT sessions prompt one box and keep one part."""
+    from slicesam.io.volume import Volume
+
+    vol = np.zeros((6, 32, 48), np.uint16)
+    vol[:, 10:20, 6:16] = 200  # left part
+    vol[:, 10:22, 30:42] = 200  # right part, a little larger
+    for modality, parts in (("MR", 2), ("CT", 1)):
+        sess = Session(Volume(data=vol, modality=modality), model=fake_model)
+        obj = sess.new_object()
+        sess.add_box(obj, 2, (4, 8, 44, 24))  # the box spans both: the larger part only
+        assert not sess.mask(obj, 2)[:, :20].any()
+        sess.add_point(obj, 2, 15, 10, positive=True)  # the click adds the left part
+        sess.propagate(obj)
+        for z in (0, 1, 3, 4, 5):
+            mask = sess.mask(obj, z)
+            assert mask[:, 30:].any()
+            assert mask[:, :20].any() == (parts == 2), (modality, z)
