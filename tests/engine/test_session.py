@@ -477,6 +477,7 @@ def test_microscopy_sessions_start_with_the_intensity_rise_rule_and_rewalk_refer
         assert sess.params.rewalk_reference == (modality == "microscopy")
         assert sess.params.min_fragment == (0.25 if modality == "microscopy" else 0.0)
         assert sess.params.split_parts == (0.25 if modality == "MR" else 0.0)
+        assert sess.params.bridge_gap == (2 if modality == "MR" else 0)
         assert sess.params == default_params(modality)
     mine = PropagationParams(max_intensity_rise=0.3)  # the user's own settings win
     assert (
@@ -505,3 +506,27 @@ def test_mr_walks_keep_both_parts_of_a_split_object(fake_model):
             mask = sess.mask(obj, z)
             assert mask[:, 30:].any()
             assert mask[:, :20].any() == (parts == 2), (modality, z)
+
+
+def test_a_walk_bridges_a_slice_the_object_leaves(fake_model):
+    """A column that is missing on one slice (a vertebra between two discs leaves the slab):
+    with ``bridge_gap`` the walk steps over that slice, leaves it empty and goes on; without
+    it the walk stops there. A gap wider than ``bridge_gap`` still ends the walk."""
+    z, y, x = np.mgrid[:20, :32, :32]
+    column = ((y - 16) ** 2 + (x - 16) ** 2 <= 36) & (z != 12) & ~((z >= 15) & (z <= 17))
+    vol = np.where(column, 200, 0).astype(np.int16)
+    written = {}
+    for gap in (0, 1, 2, 3):
+        sess = Session(
+            vol, model=fake_model, window=(0, 255), params=PropagationParams(bridge_gap=gap)
+        )
+        obj = sess.new_object()
+        sess.add_box(obj, 5, (8, 8, 24, 24))
+        summary = sess.propagate(obj)
+        written[gap] = set(np.flatnonzero((sess.labels == obj).any(axis=(1, 2))).tolist())
+        if gap:
+            assert any("stepped over 12" in stop for stop in summary.stops)
+            assert 12 not in summary.slices
+    assert written[0] == set(range(12))
+    assert written[1] == written[2] == set(range(12)) | {13, 14}  # 15-17: three slices
+    assert written[3] == set(range(12)) | {13, 14, 18, 19}

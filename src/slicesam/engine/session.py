@@ -13,7 +13,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ from .masks import clip_box, expand_box, mask_bbox, paint, pixel_extent
 from .objects import DERIVED, INTERPOLATED, PROPAGATED, USER, SegObject, SlicePrompts
 from .propagation import (
     PropagationParams,
+    Skip,
     Step,
     WalkReference,
     default_params,
@@ -721,6 +722,9 @@ class Session:
             reference = (
                 self._walk_reference(target) if partial and self.params.rewalk_reference else None
             )
+            # a re-walk from a correction goes only as far as it improves the result: it does
+            # not step over a slice where it would stop
+            walk_params = replace(self.params, bridge_gap=0) if partial else self.params
             for anchor, direction, end in walks:
                 seed = self.labels[anchor] == target.label_id
                 fallback = getattr(target.prompts.get(anchor), "box", None)
@@ -737,7 +741,7 @@ class Session:
                     end,
                     self._predict,
                     margin_px=margin,
-                    params=self.params,
+                    params=walk_params,
                     constrained=constrained,
                     fallback_box=fallback_box,
                     start_logits=self._logits.get((target.label_id, anchor)),
@@ -762,6 +766,11 @@ class Session:
                         done += 1
                         if progress is not None:
                             progress(done, total)
+                    elif isinstance(item, Skip):
+                        summary.stops.append(
+                            f"from {anchor} {where}: stepped over {item.z} ({item.reason})"
+                        )
+                        done += 1
                     else:
                         summary.stops.append(f"from {anchor} {where}: {item.reason} at {item.z}")
                         if partial and seed.any():
