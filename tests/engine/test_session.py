@@ -478,6 +478,7 @@ def test_microscopy_sessions_start_with_the_intensity_rise_rule_and_rewalk_refer
         assert sess.params.min_fragment == (0.25 if modality == "microscopy" else 0.0)
         assert sess.params.split_parts == (0.25 if modality == "MR" else 0.0)
         assert sess.params.bridge_gap == (2 if modality == "MR" else 0)
+        assert sess.params.margin_model_px == (6.0 if modality == "microscopy" else 3.0)
         assert sess.params == default_params(modality)
     mine = PropagationParams(max_intensity_rise=0.3)  # the user's own settings win
     assert (

@@ -651,8 +651,9 @@ class Session:
         """Propagate ``obj`` from the slices the user prompted, in both directions.
 
         Each next slice is prompted with the bounding box of the current mask (plus a margin of
-        3 model pixels). Without ``z_range`` a walk stops when the object vanishes, its area
-        jumps, it drifts away, or the model's confidence drops; with ``z_range`` (inclusive) the
+        ``PropagationParams.margin_model_px`` model pixels: 3, or 6 on microscopy). Without
+        ``z_range`` a walk stops when the object vanishes, its area jumps, it drifts away, or
+        the model's confidence drops; with ``z_range`` (inclusive) the
         object is known to span the range and walks go to its ends. Between two anchors each
         walks half way; where neither reaches a slice between them, or the model is unsure
         there, the slice is filled by shape-based interpolation of the two anchors (see
