@@ -531,3 +531,20 @@ def test_a_walk_bridges_a_slice_the_object_leaves(fake_model):
     assert written[0] == set(range(12))
     assert written[1] == written[2] == set(range(12)) | {13, 14}  # 15-17: three slices
     assert written[3] == set(range(12)) | {13, 14, 18, 19}
+
+
+def test_a_rewalk_after_a_correction_never_bridges(fake_model):
+    """A re-walk from a corrected slice goes only as far as the correction improves the
+    result: it stops where the object leaves the slab instead of stepping over that slice."""
+    z, y, x = np.mgrid[:20, :32, :32]
+    column = ((y - 16) ** 2 + (x - 16) ** 2 <= 36) & (z != 12)
+    vol = np.where(column, 200, 0).astype(np.int16)
+    sess = Session(vol, model=fake_model, window=(0, 255), params=PropagationParams(bridge_gap=0))
+    obj = sess.new_object()
+    sess.add_box(obj, 5, (8, 8, 24, 24))
+    sess.propagate(obj)
+    sess.params = PropagationParams(bridge_gap=1)
+    sess.add_box(obj, 11, (8, 8, 24, 24))
+    summary = sess.propagate(obj, from_slices=[11])
+    assert not any("stepped over" in stop for stop in summary.stops)
+    assert not (sess.labels[12:] == obj).any()

@@ -249,7 +249,7 @@ def walk(
     jitter_px: tuple[float, ...] = (0.0,),
     image: Callable[[int], np.ndarray] | None = None,
     reference: WalkReference | None = None,
-) -> Iterator[Step | Stop]:
+) -> Iterator[Step | Skip | Stop]:
     """Walk from ``start_z`` (exclusive) towards ``last_z`` (inclusive), one slice at a time.
 
     Args:

@@ -653,9 +653,10 @@ class Session:
         Each next slice is prompted with the bounding box of the current mask (plus a margin of
         ``PropagationParams.margin_model_px`` model pixels: 3, or 6 on microscopy). Without
         ``z_range`` a walk stops when the object vanishes, its area jumps, it drifts away, or
-        the model's confidence drops; with ``z_range`` (inclusive) the
-        object is known to span the range and walks go to its ends. Between two anchors each
-        walks half way; where neither reaches a slice between them, or the model is unsure
+        the model's confidence drops (on MR it first tries the same box up to two slices
+        further on: ``PropagationParams.bridge_gap``); with ``z_range`` (inclusive) the object
+        is known to span the range and walks go to its ends. Between two anchors each walks
+        half way; where neither reaches a slice between them, or the model is unsure
         there, the slice is filled by shape-based interpolation of the two anchors (see
         ``PropagationParams.interpolate_below``). Anchor slices are never overwritten; other
         objects' voxels are never overwritten; slices this object had from an earlier
