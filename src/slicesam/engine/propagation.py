@@ -347,16 +347,19 @@ def walk(
         if reason is not None:
             # a structure may leave the slab for a slice or two (a vertebra between two
             # discs): the same box further on may find it again, passing every rule
+            failed = [reason]  # why each slice from z on would end the walk
             for k in range(1, params.bridge_gap + 1):
                 zz = z + k * direction
                 if not in_range(zz):
                     break
                 far, far_reason, far_intensity = slice_result(zz, box)
-                if far_reason is None:
-                    for skipped in range(z, zz, direction):
-                        yield Skip(skipped, reason if skipped == z else "bridged")
-                    z, pred, reason, intensity = zz, far, None, far_intensity
-                    break
+                if far_reason is not None:
+                    failed.append(far_reason)
+                    continue
+                for i, why in enumerate(failed):
+                    yield Skip(z + i * direction, why)
+                z, pred, reason, intensity = zz, far, None, far_intensity
+                break
         if reason is not None:
             yield Stop(z, reason)
             return

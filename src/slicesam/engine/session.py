@@ -773,6 +773,8 @@ class Session:
                             f"from {anchor} {where}: stepped over {item.z} ({item.reason})"
                         )
                         done += 1
+                        if progress is not None:
+                            progress(done, total)
                     else:
                         summary.stops.append(f"from {anchor} {where}: {item.reason} at {item.z}")
                         if partial and seed.any():
