@@ -465,6 +465,44 @@ def test_a_walk_stops_where_the_mask_slides_into_a_brighter_neighbour(fake_model
     assert reached[0.1] == (0, 11)  # the dim part only
 
 
+def test_a_dimming_object_that_keeps_its_contrast_is_followed(fake_model):
+    """A column over a dark background dims from 240 to 200 above z = 10 (a nucleus towards
+    its end along z: the mean under the mask falls by 0.16 of the window) and, above z = 20,
+    fades to 150 over a background of 120 (the mask no longer stands out). The fall in
+    intensity alone stops the walk at the dimming; with ``fall_contrast`` it stops only
+    where the contrast with the surroundings has fallen too."""
+    z, y, x = np.mgrid[:30, :40, :40]
+    column = (y - 20) ** 2 + (x - 20) ** 2 <= 64
+    inside = np.select([z < 10, z < 20], [240, 200], 150)
+    vol = np.where(column, inside, np.where(z < 20, 0, 120)).astype(np.int16)
+    reached, stops = {}, {}
+    for fall_contrast in (0.0, 0.7):
+        params = PropagationParams(fall_contrast=fall_contrast)
+        sess = Session(vol, model=fake_model, window=(0, 255), params=params)
+        obj = sess.new_object()
+        sess.add_box(obj, 5, (10, 10, 30, 30))
+        stops[fall_contrast] = sess.propagate(obj).stops
+        reached[fall_contrast] = int(np.flatnonzero((sess.labels == obj).any(axis=(1, 2))).max())
+    assert reached[0.0] == 9
+    assert any("intensity fell at 10" in s for s in stops[0.0])
+    assert reached[0.7] == 19
+    assert any("intensity and contrast fell at 20" in s for s in stops[0.7])
+
+
+def test_contrast_in_is_the_mean_inside_minus_the_mean_of_the_ring_around():
+    from slicesam.engine.propagation import contrast_in
+
+    image = np.full((20, 20), 0.2)
+    image[5:10, 5:10] = 1.0
+    mask = np.zeros((20, 20), bool)
+    mask[5:10, 5:10] = True
+    assert contrast_in(image, mask, 3) == pytest.approx(0.8)
+    image[4, 4:11] = 0.5  # brighter ring pixels lower the contrast
+    assert contrast_in(image, mask, 1) < contrast_in(image, mask, 3) < 0.8
+    assert contrast_in(image, np.zeros_like(mask), 3) == 0.0
+    assert contrast_in(image, np.ones_like(mask), 3) == 0.0  # no ring inside the image
+
+
 def test_microscopy_sessions_start_with_the_intensity_rise_rule_and_rewalk_reference(fake_model):
     from slicesam.engine import default_params
     from slicesam.io.volume import Volume
@@ -479,6 +517,7 @@ def test_microscopy_sessions_start_with_the_intensity_rise_rule_and_rewalk_refer
         assert sess.params.split_parts == (0.25 if modality == "MR" else 0.0)
         assert sess.params.bridge_gap == (2 if modality == "MR" else 0)
         assert sess.params.margin_model_px == (6.0 if modality == "microscopy" else 3.0)
+        assert sess.params.fall_contrast == (0.7 if modality == "microscopy" else 0.0)
         assert sess.params == default_params(modality)
     mine = PropagationParams(max_intensity_rise=0.3)  # the user's own settings win
     assert (

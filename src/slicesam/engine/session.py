@@ -41,6 +41,7 @@ from .propagation import (
     Skip,
     Step,
     WalkReference,
+    contrast_in,
     default_params,
     mean_in,
     predict_box,
@@ -823,13 +824,17 @@ class Session:
             return summary
 
     def _walk_reference(self, target: SegObject) -> WalkReference | None:
-        """The object's largest slice (area, mean intensity) as it stands, for re-walks."""
+        """The object's largest slice (area, mean intensity, contrast) as it stands, for
+        re-walks."""
         areas = {z: int((self.labels[z] == target.label_id).sum()) for z in target.source}
         if not areas or max(areas.values()) == 0:
             return None
         z = max(areas, key=areas.__getitem__)
         mask = self.labels[z] == target.label_id
-        return WalkReference(areas[z], mean_in(self._unit_slice(z), mask))
+        image = self._unit_slice(z)
+        return WalkReference(
+            areas[z], mean_in(image, mask), contrast_in(image, mask, self.params.contrast_ring_px)
+        )
 
     def _rewalk_end(self, target: SegObject, anchor: int, direction: int, end: int) -> int:
         """How far a re-walk from ``anchor`` may go towards ``end``. After a negative click,
