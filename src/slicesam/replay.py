@@ -123,6 +123,7 @@ def replay_session(
     """
     from .engine.autosave import (
         check_volume,
+        click_edits_of,
         load_state,
         reset_transient,
         resolve_sidecar,
@@ -182,6 +183,7 @@ def replay_session(
         params=PropagationParams(**settings0["params"]),
         overwrite=settings0["overwrite"],
         click_strategy=settings.get("click_strategy", "adaptive"),
+        click_edits=click_edits_of(settings0),
     )
     load_state(sess, opening.get("objects") or {})
 

@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 
 from fakes import FakeModel
-from slicesam.engine.clicks import CLICK_STRATEGIES, box_only_click, local_edit
+from slicesam.engine.clicks import (
+    CLICK_STRATEGIES,
+    NO_INTENSITY_EDITS,
+    ClickEdits,
+    box_only_click,
+    default_click_edits,
+    intensity_edit,
+    local_edit,
+    similar_region,
+)
 from slicesam.prompts import Point
 
 
@@ -105,3 +114,110 @@ def test_first_positive_click_uses_the_neighbour_mask_as_hint():
 def test_unknown_strategy_is_refused():
     with pytest.raises(ValueError, match="unknown click strategy"):
         box_only_click(lambda **kw: None, _square(), Point(0, 1, 1, True), 1.0, strategy="magic")
+
+
+def _cord_and_arch():
+    """A dark round structure (0.45; the spinal cord) with a bright band (1.0; the vertebral
+    arch) below it on a 0.3 background, and a mask that covers both."""
+    image = np.full((64, 64), 0.3)
+    yy, xx = np.mgrid[:64, :64]
+    arch = (yy >= 30) & (yy < 36) & (xx >= 24) & (xx < 40)
+    cord = ((yy - 24) ** 2 + (xx - 32) ** 2 <= 36) & ~arch
+    image[cord] = 0.45
+    image[arch] = 1.0
+    return image, cord, arch
+
+
+def test_similar_region_follows_the_clicked_intensity_inside_the_mask():
+    image, cord, arch = _cord_and_arch()
+    mask = cord | arch
+    assert (similar_region(image, mask, 33.0, 30.0, 0.3) == arch).all()
+    assert (similar_region(image, mask, 24.0, 32.0, 0.3) == cord).all()
+    assert not similar_region(image, mask, 5.0, 5.0, 0.3).any()  # outside the mask
+
+
+def test_a_negative_click_on_a_brighter_part_removes_that_part_only():
+    """The model's mask of the cord spread into the arch: a negative click on the arch
+    removes the arch and keeps the cord, where a disk would take a bite out of the arch
+    only, and the component rule everything."""
+    image, cord, arch = _cord_and_arch()
+    mask = cord | arch
+    predict = _predictor(np.zeros((64, 64), np.uint8))
+    click = Point(0, 33.0, 26.0, False)
+    out, score = box_only_click(predict, mask, click, 1.0, image=image, edits=ClickEdits())
+    assert (out == cord).all()
+    assert score is None
+    plain, _ = box_only_click(predict, mask, click, 1.0, image=image, edits=NO_INTENSITY_EDITS)
+    assert plain[arch].sum() > 0.5 * arch.sum(), "without intensities most of the arch stays"
+
+
+def test_a_click_on_the_objects_own_intensity_edits_a_disk_as_before():
+    """Where the click's intensity is the whole mask's, no region stands out
+    (``max_fraction``): the click is answered as without intensities."""
+    image = np.zeros((64, 64))
+    current = _square(x1=45)
+    image[current] = 0.8
+    predict = _predictor(np.zeros((64, 64), np.uint8))
+    click = Point(0, 30.0, 42.0, False)
+    assert intensity_edit(image, current, click, ClickEdits()) is None
+    with_image, _ = box_only_click(predict, current, click, 1.0, image=image, edits=ClickEdits())
+    without, _ = box_only_click(predict, current, click, 1.0)
+    assert (with_image == without).all()
+
+
+def test_a_positive_click_next_to_the_mask_adds_the_similar_pixels_within_reach():
+    image, cord, arch = _cord_and_arch()
+    mask = cord & (np.arange(64)[:, None] < 27)  # the cord but its lowest rows
+    click = Point(0, 28.0, 32.0, True)  # just below the mask, on the cord's lowest rows
+    out = intensity_edit(image, mask, click, ClickEdits())
+    assert out is not None
+    assert (out & mask).sum() == mask.sum(), "a positive click never removes voxels"
+    added = out & ~mask
+    assert added[28, 32] and not (added & ~cord).any(), "only the cord's own intensity"
+    assert added.sum() >= 0.8 * (cord & ~mask).sum()
+    off = intensity_edit(image, mask, click, NO_INTENSITY_EDITS)
+    assert off is None
+
+
+def test_positive_reach_is_bounded_by_the_distance_to_the_mask():
+    image = np.full((64, 64), 0.5)  # everything outside the mask looks alike
+    mask = _square(y0=28, y1=36, x0=4, x1=12)
+    click = Point(0, 31.0, 15.0, True)  # 4 px right of the mask
+    out = intensity_edit(image, mask, click, ClickEdits(max_fraction=100.0))
+    reach = 2.0 * 4
+    ys, xs = np.nonzero(out & ~mask)
+    assert np.hypot(ys - 31, xs - 15).max() <= reach + 0.5
+
+
+def test_microscopy_clicks_ignore_intensities_and_other_modalities_follow_them():
+    assert default_click_edits("microscopy") == NO_INTENSITY_EDITS
+    for modality in ("CT", "MR", None):
+        assert default_click_edits(modality) == ClickEdits()
+    assert ClickEdits().remove_tolerance > 0 and ClickEdits().add_tolerance > 0
+
+
+def test_an_intensity_edit_never_undoes_an_earlier_click_of_the_other_sign():
+    """A negative click on the arch after a positive click there (the user said it belongs
+    to the object) edits a disk instead: two region edits would otherwise take turns."""
+    image, cord, arch = _cord_and_arch()
+    mask = cord | arch
+    click = Point(0, 33.0, 26.0, False)
+    said = [Point(0, 33.0, 36.0, True)]
+    assert intensity_edit(image, mask, click, ClickEdits(), earlier=said) is None
+    same_sign = [Point(0, 33.0, 36.0, False)]
+    assert intensity_edit(image, mask, click, ClickEdits(), earlier=same_sign) is not None
+    predict = _predictor(np.zeros((64, 64), np.uint8))
+    out, _ = box_only_click(
+        predict, mask, click, 1.0, image=image, edits=ClickEdits(), earlier=said
+    )
+    assert out[arch].sum() > 0.5 * arch.sum(), "most of the arch stays"
+
+
+def test_a_central_negative_click_keeps_a_component_with_an_earlier_positive_click():
+    current = _square() | _square(y0=50, y1=60, x0=50, x1=60)
+    predict = _predictor(np.zeros((64, 64), dtype=np.uint8))
+    click = Point(0, 55.0, 55.0, False)
+    said = [Point(0, 52.0, 52.0, True)]
+    out, _ = box_only_click(predict, current, click, 1.0, earlier=said)
+    assert out[50:60, 50:60].any(), "the user said the object is there"
+    assert (out == local_edit(current, click)).all()

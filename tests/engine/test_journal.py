@@ -259,6 +259,20 @@ def test_a_new_session_keeps_the_old_sidecar_aside(tmp_path, two_balls, fake_mod
     assert restore_session(side, model=fake_model, volume=vol).objects == {}
 
 
+def test_restore_keeps_the_sessions_click_edits(tmp_path, two_balls, fake_model):
+    from slicesam.engine.clicks import ClickEdits
+
+    vol, a, b = two_balls
+    side = tmp_path / "s.slicesam"
+    mine = ClickEdits(remove_tolerance=0.2, add_tolerance=0.0)
+    sess = Session(vol, model=fake_model, autosave=side, click_edits=mine)
+    work(sess, a, b)
+    sess.autosave.flush()
+    restored = Session.restore(side, model=fake_model, volume=vol)
+    assert restored.click_edits == mine
+    assert Session(vol, model=fake_model).click_edits == ClickEdits()  # the CT/None default
+
+
 def test_restore_checks_the_image_and_warns_about_other_weights(tmp_path, two_balls, fake_model):
     vol, a, _ = two_balls
     side = tmp_path / "s.slicesam"

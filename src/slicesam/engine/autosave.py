@@ -26,6 +26,7 @@ from .. import __version__
 from ..errors import SliceSamError
 from ..io.volume import Volume
 from .cache import volume_fingerprint
+from .clicks import ClickEdits
 from .history import History
 from .journal import (
     FORMAT,
@@ -174,6 +175,7 @@ def session_header(
             "device": str(model.device),
             "encoder_variant": getattr(model, "encoder_variant", "reference"),
             "click_strategy": session.click_strategy,
+            "click_edits": to_jsonable(session.click_edits),
             "torch_threads": torch_threads(),
             "window": [float(session.window[0]), float(session.window[1])],
             "params": to_jsonable(session.params),
@@ -296,6 +298,13 @@ def check_volume(header: dict[str, Any], volume: Volume | np.ndarray) -> None:
         )
 
 
+def click_edits_of(settings: dict[str, Any]) -> ClickEdits | None:
+    """The click edits a sidecar's settings record (None: the modality's defaults; sidecars
+    written before click edits existed)."""
+    stored = settings.get("click_edits")
+    return ClickEdits(**stored) if stored else None
+
+
 def settings_of(header: dict[str, Any], state: JournalState) -> tuple[PropagationParams, str]:
     """The propagation params and overwrite mode in force after the journal's last record."""
     settings = state.settings or header["settings"]
@@ -360,7 +369,11 @@ def restore_session(
         labels=restored,
         params=params,
         overwrite=overwrite,
-        **{"click_strategy": settings.get("click_strategy", "adaptive"), **session_kwargs},
+        **{
+            "click_strategy": settings.get("click_strategy", "adaptive"),
+            "click_edits": click_edits_of(settings),
+            **session_kwargs,
+        },
     )
     load_state(sess, state.objects)
     recorded = settings.get("weights_sha256", "")

@@ -9,6 +9,7 @@ a few scales; further clicks edit the mask locally (:func:`box_only_click`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -78,6 +79,47 @@ CENTRAL_CLICK = 0.9
 FAR_FACTOR = 2.0
 
 
+@dataclass(frozen=True)
+class ClickEdits:
+    """How a correction click on a box-only model follows the slice's intensities
+    (the "adaptive" strategy of :func:`box_only_click`; :func:`intensity_edit`).
+
+    A wrong region often differs in intensity from the object next to it: the model's mask
+    of the spinal cord (soft tissue) spreads into the bright vertebral arch around it. A
+    negative click then removes the part of the mask that is connected to the click and
+    similar to it in intensity, and a positive click adds the similar pixels near it
+    outside the mask, instead of a disk of the click's distance to the border.
+
+    Attributes:
+        remove_tolerance: a negative click removes the mask pixels within this intensity
+            (window scaled to 0-1) of the click's that are connected to it; 0 = off.
+        add_tolerance: a positive click outside the mask adds the pixels within this
+            intensity of the click's that are connected to it and lie within ``add_reach``
+            times its distance to the mask (at least 2 pixels); 0 = off.
+        add_reach: see ``add_tolerance``.
+        max_fraction: a region holding this fraction of the mask's pixels or more is no
+            distinct wrong part (the click's intensity is the object's): the click edits a
+            disk instead, as without intensities.
+    """
+
+    remove_tolerance: float = 0.3
+    add_tolerance: float = 0.1
+    add_reach: float = 2.0
+    max_fraction: float = 0.5
+
+
+#: Clicks that ignore intensities (:class:`ClickEdits` with both tolerances 0).
+NO_INTENSITY_EDITS = ClickEdits(remove_tolerance=0.0, add_tolerance=0.0)
+
+
+def default_click_edits(modality: str | None) -> ClickEdits:
+    """The click edits a session on a volume of this modality starts with: intensity-aware
+    everywhere but in microscopy, where a nucleus's blurred rim is as bright as its
+    neighbour's and the edits lowered P3 (Arabidopsis after 3 clicks 0.846 -> 0.841;
+    BENCHMARKS.md)."""
+    return NO_INTENSITY_EDITS if modality == "microscopy" else ClickEdits()
+
+
 def _inner_distance(mask: np.ndarray) -> np.ndarray:
     """Distance of each pixel of a (y, x) mask to its border (0 outside; image edges count
     as border)."""
@@ -97,6 +139,59 @@ def local_edit(current: np.ndarray, point: Point, dist: np.ndarray | None = None
     if dist is None:
         dist = _inner_distance(~current if point.positive else current)
     region = disk(current.shape, point.y, point.x, max(1.0, float(dist[yi, xi])))
+    return (current | region) if point.positive else (current & ~region)
+
+
+def similar_region(
+    image: np.ndarray, within: np.ndarray, y: float, x: float, tolerance: float
+) -> np.ndarray:
+    """The pixels of the (y, x) bool mask ``within`` connected to the click (4-connected)
+    through pixels whose intensity is within ``tolerance`` of the click's (the median of its
+    3 x 3 neighbourhood inside ``within``). Empty when the click is not inside ``within``."""
+    yi, xi = int(round(y)), int(round(x))
+    if not within[yi, xi]:
+        return np.zeros_like(within)
+    y0, x0 = max(0, yi - 1), max(0, xi - 1)
+    ref = float(np.median(image[y0 : yi + 2, x0 : xi + 2][within[y0 : yi + 2, x0 : xi + 2]]))
+    similar = within & (np.abs(image - ref) <= tolerance)
+    similar[yi, xi] = True
+    comps, _ = ndimage.label(similar)
+    return comps == comps[yi, xi]
+
+
+def intensity_edit(
+    image: np.ndarray,
+    current: np.ndarray,
+    point: Point,
+    edits: ClickEdits,
+    earlier: list[Point] | tuple[Point, ...] = (),
+) -> np.ndarray | None:
+    """``current`` (y, x) bool with the region of similar intensity at a correction click
+    removed (negative click inside the mask) or added (positive click outside it); None
+    when the edit does not apply: the tolerance is 0, the click is on the other side of the
+    border, the region is not a distinct part (``edits.max_fraction``), or it holds one of
+    the ``earlier`` clicks of the other sign on the slice (it would undo what the user
+    said there: two such edits would take turns). ``image``: the slice as the model sees
+    it, scaled to 0-1."""
+    yi, xi = int(round(point.y)), int(round(point.x))
+    if point.positive == bool(current[yi, xi]) or not current.any():
+        return None
+    if point.positive:
+        if edits.add_tolerance <= 0:
+            return None
+        reach = max(2.0, edits.add_reach * float(_inner_distance(~current)[yi, xi]))
+        near = disk(current.shape, point.y, point.x, reach) & ~current
+        region = similar_region(image, near, point.y, point.x, edits.add_tolerance)
+    else:
+        if edits.remove_tolerance <= 0:
+            return None
+        region = similar_region(image, current, point.y, point.x, edits.remove_tolerance)
+    if region.sum() >= edits.max_fraction * current.sum():
+        return None
+    if any(
+        p.positive != point.positive and region[int(round(p.y)), int(round(p.x))] for p in earlier
+    ):
+        return None
     return (current | region) if point.positive else (current & ~region)
 
 
@@ -124,6 +219,9 @@ def box_only_click(
     strategy: str = "adaptive",
     hint: np.ndarray | None = None,
     boxed: bool = False,
+    image: np.ndarray | None = None,
+    edits: ClickEdits = NO_INTENSITY_EDITS,
+    earlier: list[Point] | tuple[Point, ...] = (),
 ) -> tuple[np.ndarray, float | None]:
     """New (y, x) mask after one click on a box-only model, and the model's confidence in it
     (None when the model was not asked).
@@ -135,9 +233,12 @@ def box_only_click(
     current mask:
 
     - ``"local"``: :func:`local_edit`, a disk around the click;
-    - ``"adaptive"`` (default): as "local", but a negative click at the very centre of a
-      mask component (:data:`CENTRAL_CLICK`) removes the component (unless ``boxed``: the
-      user drew a box on the slice, which says the object is there), and a positive click
+    - ``"adaptive"`` (default): given the slice's ``image`` (0-1), a click on a region of
+      its own intensity removes or adds that region (:func:`intensity_edit`, with
+      ``edits`` and the slice's ``earlier`` clicks); otherwise as "local", but a negative
+      click at the very centre of a mask component (:data:`CENTRAL_CLICK`) removes the
+      component (unless ``boxed``: the user drew a box on the slice, which says the object
+      is there; or one of the ``earlier`` positive clicks is in it), and a positive click
       farther from the mask than :data:`FAR_FACTOR` times its thickness adds the structure
       under it;
     - ``"region"``: adds or removes the structure under the click (:func:`region_at_click`).
@@ -161,11 +262,18 @@ def box_only_click(
     yi, xi = int(round(point.y)), int(round(point.x))
     mask, score, outside = None, None, None
     if strategy == "adaptive":
-        if not point.positive and current[yi, xi] and not boxed:
+        if image is not None:
+            mask = intensity_edit(image, current, point, edits, earlier)
+        if mask is not None:
+            pass  # the region of the click's own intensity
+        elif not point.positive and current[yi, xi] and not boxed:
             comps, _ = ndimage.label(current)
             component = comps == comps[yi, xi]
             dist = _inner_distance(component)
-            if dist[yi, xi] >= CENTRAL_CLICK * dist.max():
+            said_there = any(
+                p.positive and component[int(round(p.y)), int(round(p.x))] for p in earlier
+            )
+            if dist[yi, xi] >= CENTRAL_CLICK * dist.max() and not said_there:
                 mask = current & ~component
         elif point.positive and not current[yi, xi]:
             outside = _inner_distance(~current)

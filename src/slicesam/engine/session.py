@@ -28,7 +28,14 @@ from ..prompts import Box, Point, make_box
 from ..quality import ObjectStats, keep_largest_component, object_stats
 from ..quality import fill_holes as fill_holes_of
 from .cache import EmbeddingCache, volume_fingerprint
-from .clicks import CLICK_STRATEGIES, box_only_click, point_model_click, points_arrays
+from .clicks import (
+    CLICK_STRATEGIES,
+    ClickEdits,
+    box_only_click,
+    default_click_edits,
+    point_model_click,
+    points_arrays,
+)
 from .confidence import combine, stability
 from .foreground import ForegroundGate, interactive
 from .history import Action, History, SliceDiff
@@ -121,6 +128,9 @@ class Session:
             "adaptive" (default), "local" or "region"; see
             :func:`slicesam.engine.clicks.box_only_click`. Models that take point prompts
             (SAM, MobileSAM) use the clicks as prompts instead.
+        click_edits: how those clicks follow the slice's intensities
+            (:class:`~slicesam.engine.clicks.ClickEdits`); None for the defaults of the
+            volume's modality (:func:`~slicesam.engine.clicks.default_click_edits`).
         disk_cache: keep embeddings on disk too, so a later session on the same volume (same
             window, model, weights and encoder) starts warm: True for the user cache folder
             (:func:`slicesam.engine.disk_cache.embeddings_cache_dir`), a folder path, or None
@@ -142,6 +152,7 @@ class Session:
         autosave: str | Path | bool | None = None,
         click_strategy: str = "adaptive",
         disk_cache: str | Path | bool | None = None,
+        click_edits: ClickEdits | None = None,
     ) -> None:
         if click_strategy not in CLICK_STRATEGIES:
             raise SliceSamError(
@@ -177,6 +188,8 @@ class Session:
             model = load_model(model, checkpoint=checkpoint, device=device)
         self.model: SegmentationModel = model
         self.params = params or default_params(self.volume.modality)
+        #: How box-only clicks follow intensities (:class:`~slicesam.engine.clicks.ClickEdits`).
+        self.click_edits = click_edits or default_click_edits(self.volume.modality)
         self.labels = self._init_labels(labels)
         # The label volume as the session last left it: edits made behind its back (napari's
         # paint brush) are found by comparison in sync_external_edits().
@@ -459,6 +472,9 @@ class Session:
                     strategy=self.click_strategy,
                     hint=None if current.any() else self._neighbour_mask(target, z),
                     boxed=prompts.box is not None,
+                    image=self._unit_slice(z),
+                    edits=self.click_edits,
+                    earlier=prompts.points[:-1],
                 )
                 logits = None
             else:
