@@ -213,11 +213,15 @@ def test_an_intensity_edit_never_undoes_an_earlier_click_of_the_other_sign():
     assert out[arch].sum() > 0.5 * arch.sum(), "most of the arch stays"
 
 
-def test_a_central_negative_click_keeps_a_component_with_an_earlier_positive_click():
+def test_a_central_negative_click_keeps_a_component_built_with_positive_clicks():
+    """Two positive clicks built the component: a central negative click refines it (a
+    disk) instead of throwing it away; after one positive click it removes it as before."""
     current = _square() | _square(y0=50, y1=60, x0=50, x1=60)
     predict = _predictor(np.zeros((64, 64), dtype=np.uint8))
     click = Point(0, 55.0, 55.0, False)
-    said = [Point(0, 52.0, 52.0, True)]
-    out, _ = box_only_click(predict, current, click, 1.0, earlier=said)
-    assert out[50:60, 50:60].any(), "the user said the object is there"
+    built = [Point(0, 52.0, 52.0, True), Point(0, 57.0, 57.0, True)]
+    out, _ = box_only_click(predict, current, click, 1.0, earlier=built)
+    assert out[50:60, 50:60].any(), "the user built the component"
     assert (out == local_edit(current, click)).all()
+    once, _ = box_only_click(predict, current, click, 1.0, earlier=built[:1])
+    assert not once[50:60, 50:60].any()

@@ -238,7 +238,8 @@ def box_only_click(
       ``edits`` and the slice's ``earlier`` clicks); otherwise as "local", but a negative
       click at the very centre of a mask component (:data:`CENTRAL_CLICK`) removes the
       component (unless ``boxed``: the user drew a box on the slice, which says the object
-      is there; or one of the ``earlier`` positive clicks is in it), and a positive click
+      is there; or two or more of the ``earlier`` positive clicks are in it: the user built
+      it), and a positive click
       farther from the mask than :data:`FAR_FACTOR` times its thickness adds the structure
       under it;
     - ``"region"``: adds or removes the structure under the click (:func:`region_at_click`).
@@ -262,20 +263,18 @@ def box_only_click(
     yi, xi = int(round(point.y)), int(round(point.x))
     mask, score, outside = None, None, None
     if strategy == "adaptive":
-        if image is not None:
+        if image is not None:  # the region of the click's own intensity
             mask = intensity_edit(image, current, point, edits, earlier)
-        if mask is not None:
-            pass  # the region of the click's own intensity
-        elif not point.positive and current[yi, xi] and not boxed:
+        if mask is None and not point.positive and current[yi, xi] and not boxed:
             comps, _ = ndimage.label(current)
             component = comps == comps[yi, xi]
             dist = _inner_distance(component)
-            said_there = any(
-                p.positive and component[int(round(p.y)), int(round(p.x))] for p in earlier
+            built = sum(
+                p.positive and bool(component[int(round(p.y)), int(round(p.x))]) for p in earlier
             )
-            if dist[yi, xi] >= CENTRAL_CLICK * dist.max() and not said_there:
+            if dist[yi, xi] >= CENTRAL_CLICK * dist.max() and built < 2:
                 mask = current & ~component
-        elif point.positive and not current[yi, xi]:
+        elif mask is None and point.positive and not current[yi, xi]:
             outside = _inner_distance(~current)
             if outside[yi, xi] > FAR_FACTOR * _inner_distance(current).max():
                 region, score = region_at_click(predict, current.shape, point.y, point.x, model_px)

@@ -185,7 +185,7 @@ def default_params(modality: str | None) -> PropagationParams:
     on Arabidopsis, every P3 figure higher). And a fall in the mask's intensity ends a
     microscopy walk only where its contrast with its surroundings has fallen too
     (:data:`MICROSCOPY_FALL_CONTRAST`): the nuclei dim towards their ends along z, and the
-    fall alone ended 7 of 10 Arabidopsis walks 1-3 slices early (P2 0.739 -> 0.766, the
+    fall alone ended most Arabidopsis walks 1-3 slices early (P2 0.739 -> 0.766, the
     synthetic nuclei 0.704 -> 0.710, P3 equal or higher but Arabidopsis after 10 clicks
     0.868 -> 0.867).
     """
