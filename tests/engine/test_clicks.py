@@ -225,3 +225,17 @@ def test_a_central_negative_click_keeps_a_component_built_with_positive_clicks()
     assert (out == local_edit(current, click)).all()
     once, _ = box_only_click(predict, current, click, 1.0, earlier=built[:1])
     assert not once[50:60, 50:60].any()
+
+
+def test_distance_to_mask_is_the_background_distance_map_at_one_pixel():
+    from slicesam.engine.clicks import _distance_to_mask, _inner_distance
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        mask = np.zeros((40, 56), bool)
+        y, x = rng.integers(5, 35), rng.integers(5, 50)
+        mask[y - 3 : y + 3, x - 4 : x + 2] = True
+        full = _inner_distance(~mask)
+        for yy, xx in rng.integers(0, (40, 56), size=(10, 2)):
+            assert _distance_to_mask(mask, int(yy), int(xx)) == pytest.approx(full[yy, xx])
+    assert _distance_to_mask(np.zeros((8, 8), bool), 0, 3) == 1.0  # the image edge

@@ -126,6 +126,17 @@ def _inner_distance(mask: np.ndarray) -> np.ndarray:
     return ndimage.distance_transform_edt(np.pad(mask, 1, constant_values=False))[1:-1, 1:-1]
 
 
+def _distance_to_mask(mask: np.ndarray, y: int, x: int) -> float:
+    """``_inner_distance(~mask)[y, x]`` without the whole map: the distance from pixel
+    (y, x) to the nearest pixel of the (y, x) bool ``mask`` or to just outside the image."""
+    h, w = mask.shape
+    edge = float(min(y + 1, h - y, x + 1, w - x))
+    ys, xs = np.nonzero(mask)
+    if not len(ys):
+        return edge
+    return min(edge, float(np.sqrt(((ys - y) ** 2 + (xs - x) ** 2).min())))
+
+
 def local_edit(current: np.ndarray, point: Point, dist: np.ndarray | None = None) -> np.ndarray:
     """``current`` with a disk around the click added (positive) or removed (negative).
 
@@ -149,14 +160,21 @@ def similar_region(
     through pixels whose intensity is within ``tolerance`` of the click's (the median of its
     3 x 3 neighbourhood inside ``within``). Empty when the click is not inside ``within``."""
     yi, xi = int(round(y)), int(round(x))
+    out = np.zeros_like(within)
     if not within[yi, xi]:
-        return np.zeros_like(within)
+        return out
     y0, x0 = max(0, yi - 1), max(0, xi - 1)
     ref = float(np.median(image[y0 : yi + 2, x0 : xi + 2][within[y0 : yi + 2, x0 : xi + 2]]))
-    similar = within & (np.abs(image - ref) <= tolerance)
-    similar[yi, xi] = True
+    # the region lies inside ``within``: label its bounding box only (a click stays fast on
+    # a 512 x 512 slice)
+    left, top, right, bottom = (int(v) for v in mask_bbox(within))  # type: ignore[union-attr]
+    bottom, right = bottom + 1, right + 1
+    crop = within[top:bottom, left:right]
+    similar = crop & (np.abs(image[top:bottom, left:right] - ref) <= tolerance)
+    similar[yi - top, xi - left] = True
     comps, _ = ndimage.label(similar)
-    return comps == comps[yi, xi]
+    out[top:bottom, left:right] = comps == comps[yi - top, xi - left]
+    return out
 
 
 def intensity_edit(
@@ -179,7 +197,7 @@ def intensity_edit(
     if point.positive:
         if edits.add_tolerance <= 0:
             return None
-        reach = max(2.0, edits.add_reach * float(_inner_distance(~current)[yi, xi]))
+        reach = max(2.0, edits.add_reach * _distance_to_mask(current, yi, xi))
         near = disk(current.shape, point.y, point.x, reach) & ~current
         region = similar_region(image, near, point.y, point.x, edits.add_tolerance)
     else:

@@ -235,7 +235,7 @@ class WalkReference:
 
     max_area: int
     intensity: float
-    contrast: float = 0.0
+    contrast: float
 
 
 @dataclass

@@ -472,7 +472,7 @@ class Session:
                     strategy=self.click_strategy,
                     hint=None if current.any() else self._neighbour_mask(target, z),
                     boxed=prompts.box is not None,
-                    image=self._unit_slice(z),
+                    image=self._unit_slice(z) if current.any() else None,
                     edits=self.click_edits,
                     earlier=prompts.points[:-1],
                 )
