@@ -199,3 +199,68 @@ def test_a_rewalk_keeps_a_surer_propagated_mask(two_balls, fake_model):
         assert sess._settled(target, unsure, last=shifted) == expected
         sure = Step(6, shifted, 0.9, np.zeros((8, 8), np.float32), {"iou": 0.9})
         assert sess._settled(target, sure, last=shifted) is None
+
+
+def test_a_rewalk_keeps_the_first_walks_rules_past_the_objects_end(fake_model):
+    """A column that brightens by 0.098 (window scaled to 0-1) from z = 10 on. With an
+    intensity-rise threshold of 0.1 a walk goes through; with 0.05 it stops at the
+    brightening. A re-walk told that the object currently ends at z = 15 judges the slices
+    up to there with its own threshold (0.1) and those past it with the first walk's (0.05)."""
+    from slicesam.engine.propagation import Step, Stop, walk
+
+    z, y, x = np.mgrid[:30, :40, :40]
+    column = (y - 20) ** 2 + (x - 20) ** 2 <= 64
+    vol = np.where(column, np.where(z < 10, 160, 185), 0).astype(np.uint8)
+
+    def predict(zz, **prompts):
+        return fake_model.predict(fake_model.embed(vol[zz]), **prompts)
+
+    def run(params, known_end=None, past_end_params=None):
+        items = list(
+            walk(
+                5,
+                column[5],
+                +1,
+                29,
+                predict,
+                margin_px=2.0,
+                params=params,
+                image=lambda zz: vol[zz] / 255.0,
+                known_end=known_end,
+                past_end_params=past_end_params,
+            )
+        )
+        stop = items[-1]
+        assert isinstance(stop, Stop)
+        return max(i.z for i in items if isinstance(i, Step)), stop.reason
+
+    loose, strict = (
+        PropagationParams(max_intensity_rise=0.1),
+        PropagationParams(max_intensity_rise=0.05),
+    )
+    assert run(loose)[0] == 29
+    last, reason = run(strict)
+    assert last == 9 and "intensity rose" in reason
+    last, reason = run(loose, known_end=15, past_end_params=strict)
+    assert last == 15 and "intensity rose" in reason
+    assert run(loose, known_end=15)[0] == 29  # no past-end rules: the walk's own
+
+
+def test_a_correction_on_the_end_slice_does_not_walk_past_the_first_walks_stop(fake_model):
+    """The same column in a session whose re-walks use a looser intensity-rise threshold
+    (``rewalk_intensity_rise`` 0.1) than its first walks (0.05): the first walk stops at the
+    brightening (the object is z = 0-9); a new box on the end slice re-walks from there, and
+    past the object's end the first walk's rule stops it again."""
+    z, y, x = np.mgrid[:30, :40, :40]
+    column = (y - 20) ** 2 + (x - 20) ** 2 <= 64
+    vol = np.where(column, np.where(z < 10, 160, 185), 0).astype(np.int16)
+    params = PropagationParams(max_intensity_rise=0.05, rewalk_intensity_rise=0.1)
+    sess = Session(vol, model=fake_model, window=(0, 255), params=params)
+    obj = sess.new_object()
+    sess.add_box(obj, 5, (10, 10, 30, 30))
+    sess.propagate(obj)
+    assert np.flatnonzero((sess.labels == obj).any(axis=(1, 2))).tolist() == list(range(10))
+    sess.add_box(obj, 9, (11, 11, 29, 29))
+    summary = sess.propagate(obj, from_slices=[9])
+    assert np.flatnonzero((sess.labels == obj).any(axis=(1, 2))).max() == 9
+    assert any("intensity rose" in stop for stop in summary.stops)

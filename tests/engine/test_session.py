@@ -509,9 +509,10 @@ def test_microscopy_sessions_start_with_the_intensity_rise_rule_and_rewalk_refer
 
     vol = np.zeros((4, 16, 16), np.uint16)
     vol[:, 4:10, 4:10] = 200
-    for modality, rise in (("microscopy", 0.1), ("CT", 0.0), ("MR", 0.2), (None, 0.0)):
+    for modality, rise in (("microscopy", 0.05), ("CT", 0.0), ("MR", 0.2), (None, 0.0)):
         sess = Session(Volume(data=vol, modality=modality), model=fake_model)
         assert sess.params.max_intensity_rise == rise
+        assert sess.params.rewalk_intensity_rise == (0.1 if modality == "microscopy" else 0.0)
         assert sess.params.rewalk_reference == (modality == "microscopy")
         assert sess.params.min_fragment == (0.25 if modality == "microscopy" else 0.0)
         assert sess.params.split_parts == (0.25 if modality == "MR" else 0.0)

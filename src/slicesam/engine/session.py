@@ -742,8 +742,16 @@ class Session:
                 self._walk_reference(target) if partial and self.params.rewalk_reference else None
             )
             # a re-walk from a correction goes only as far as it improves the result: it does
-            # not step over a slice where it would stop
-            walk_params = replace(self.params, bridge_gap=0) if partial else self.params
+            # not step over a slice where it would stop; inside the object it may use its
+            # own intensity-rise threshold, past the object's ends it keeps the first walk's
+            past_end_params = replace(self.params, bridge_gap=0)
+            walk_params = self.params
+            if partial:
+                walk_params = replace(
+                    past_end_params,
+                    max_intensity_rise=self.params.rewalk_intensity_rise
+                    or self.params.max_intensity_rise,
+                )
             for anchor, direction, end in walks:
                 seed = self.labels[anchor] == target.label_id
                 fallback = getattr(target.prompts.get(anchor), "box", None)
@@ -768,6 +776,8 @@ class Session:
                     jitter_px=self._jitter_px(self.params.jitter_model_px),
                     image=self._unit_slice,
                     reference=reference,
+                    known_end=self._run_end(target, anchor, direction) if partial else None,
+                    past_end_params=past_end_params if partial else None,
                 ):
                     if cancel is not None and cancel():
                         summary.cancelled = True
@@ -852,6 +862,19 @@ class Session:
             areas[z], mean_in(image, mask), contrast_in(image, mask, self.params.contrast_ring_px)
         )
 
+    def _run_end(
+        self, target: SegObject, anchor: int, direction: int, end: int | None = None
+    ) -> int:
+        """The last slice, from ``anchor`` towards ``end`` (default: the volume's end), of the
+        object's run of non-empty slices next to the anchor (``anchor`` itself when the next
+        slice is empty)."""
+        if end is None:
+            end = self.shape[0] - 1 if direction > 0 else 0
+        z = anchor
+        while z != end and (self.labels[z + direction] == target.label_id).any():
+            z += direction
+        return z
+
     def _rewalk_end(self, target: SegObject, anchor: int, direction: int, end: int) -> int:
         """How far a re-walk from ``anchor`` may go towards ``end``. After a negative click,
         scribble or lasso (the anchor's last edit removed something), only through the
@@ -860,10 +883,7 @@ class Session:
         slice would find more object there (MR left kidney, P3: 4 slices past its end)."""
         if target.last_edit.get(anchor) != "remove":
             return end
-        z = anchor
-        while z != end and (self.labels[z + direction] == target.label_id).any():
-            z += direction
-        return z
+        return self._run_end(target, anchor, direction, end)
 
     def _plan_walks(
         self, target: SegObject, anchors: list[int], starts: set[int], lo: int, hi: int
