@@ -88,6 +88,17 @@ class GradedFakeModel(FakeModel):
         return Prediction(pred.masks, pred.scores, logits)
 
 
+class WideFakeModel(FakeModel):
+    """:class:`FakeModel` whose masks are one pixel too wide all round (what LiteMedSAM does
+    on small structures), for the overshoot-erosion tests."""
+
+    def predict(self, embedding, **prompts) -> Prediction:
+        pred = super().predict(embedding, **prompts)
+        masks = np.stack([ndimage.binary_dilation(m) if m.any() else m for m in pred.masks])
+        logits = np.where(masks, 4.0, -4.0).astype(np.float32)
+        return Prediction(masks, pred.scores, logits)
+
+
 def _graded_logits(mask: np.ndarray) -> np.ndarray:
     """Logits that cross zero on the mask's boundary: the signed distance to it (positive
     inside, from +-0.5 next to the boundary), clipped to +-4."""

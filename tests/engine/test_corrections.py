@@ -138,7 +138,8 @@ def test_a_rewalk_from_a_shrunk_end_slice_keeps_the_objects_own_stop_rules(fake_
     vol = np.where(spheres, 200, 0).astype(np.int16)
     top = {}
     for reference in (False, True):
-        params = PropagationParams(rewalk_reference=reference)
+        # (the jittered boxes' vote reaches past the tighter box: no overshoot erosion here)
+        params = PropagationParams(rewalk_reference=reference, max_overshoot_erosion_px=0)
         sess = Session(vol, model=fake_model, window=(0, 255), params=params)
         obj = sess.new_object()
         sess.add_box(obj, 8, (10, 10, 30, 30))
@@ -264,3 +265,26 @@ def test_a_correction_on_the_end_slice_does_not_walk_past_the_first_walks_stop(f
     summary = sess.propagate(obj, from_slices=[9])
     assert np.flatnonzero((sess.labels == obj).any(axis=(1, 2))).max() == 9
     assert any("intensity rose" in stop for stop in summary.stops)
+
+
+def test_masks_that_overshoot_the_users_box_are_eroded_on_every_slice():
+    """A model whose masks are one pixel too wide all round (LiteMedSAM on the CT spinal
+    cord or the MR aorta): its mask for a tight box reaches a pixel past the box on every
+    side, so the boxed slice's mask and every propagated one are eroded by one pixel and
+    match the object; with the erosion off they stay a pixel too wide."""
+    from fakes import WideFakeModel
+
+    z, y, x = np.mgrid[:12, :40, :40]
+    column = (y - 20) ** 2 + (x - 20) ** 2 <= 16
+    vol = np.where(column, 200, 0).astype(np.int16)
+    results = {}
+    for max_px in (0, 2):
+        params = PropagationParams(max_overshoot_erosion_px=max_px)
+        sess = Session(vol, model=WideFakeModel(), window=(0, 255), params=params)
+        obj = sess.new_object()
+        sess.add_box(obj, 6, (16, 16, 24, 24))  # tight on the disk of radius 4
+        assert sess.objects[obj].overshoot == {6: 1.0}
+        sess.propagate(obj, z_range=(0, 11))
+        results[max_px] = [dice(sess.labels[k] == obj, column[k]) for k in range(12)]
+    assert min(results[2]) == 1.0  # every slice exactly the object
+    assert max(results[0]) < 0.85  # a pixel too wide on every slice

@@ -104,3 +104,29 @@ def test_a_stray_pixel_does_not_stretch_the_next_slices_box():
         assert sum(isinstance(s, Step) for s in steps) == 3
         inside = [x0 >= 23 and y0 >= 23 and x1 <= 42 and y1 <= 42 for x0, y0, x1, y1 in boxes]
         assert all(inside) == (min_fragment > 0)  # 0: the box spans the stray pixel
+
+
+def test_overshoot_is_how_far_a_mask_reaches_past_its_box_on_average():
+    from slicesam.engine.masks import erode_mask, overshoot, overshoot_erosion
+
+    mask = np.zeros((20, 20), bool)
+    mask[4:11, 5:12] = True  # x 5..11, y 4..10
+    assert overshoot(mask, (6, 5, 10, 9)) == 1.0
+    assert overshoot(mask, (5, 4, 11, 10)) == 0.0
+    assert overshoot(mask, (5, 4, 12, 12)) == -0.75  # it falls short of a loose box
+    assert overshoot(np.zeros_like(mask), (5, 4, 11, 10)) is None
+    # the nearest whole pixel, halves down, capped
+    assert [overshoot_erosion(v, 2) for v in (-1.0, 0.25, 0.5, 0.75, 1.5, 1.75, 4.0)] == [
+        0,
+        0,
+        0,
+        1,
+        1,
+        2,
+        2,
+    ]
+    assert overshoot_erosion(3.0, 0) == 0
+    eroded = erode_mask(mask, 1)
+    assert mask_bbox(eroded) == (6.0, 5.0, 10.0, 9.0)
+    assert erode_mask(mask, 0) is mask
+    assert erode_mask(mask, 5, min_area_px=4) is mask  # would vanish: kept as it is

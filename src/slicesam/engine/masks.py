@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 BoxXYXY = tuple[float, float, float, float]
 
@@ -87,6 +88,30 @@ def clip_box(box: BoxXYXY, shape: tuple[int, int]) -> BoxXYXY | None:
     if x1 < 0 or y1 < 0 or x0 > w - 1 or y0 > h - 1:
         return None
     return max(0.0, x0), max(0.0, y0), min(w - 1.0, x1), min(h - 1.0, y1)
+
+
+def overshoot(mask: np.ndarray, box: BoxXYXY) -> float | None:
+    """How far a (y, x) bool mask's bounding box reaches past an inclusive-index ``box``, in
+    pixels, averaged over the four sides (negative: it falls short); None for an empty mask."""
+    bb = mask_bbox(mask)
+    if bb is None:
+        return None
+    return ((box[0] - bb[0]) + (box[1] - bb[1]) + (bb[2] - box[2]) + (bb[3] - box[3])) / 4
+
+
+def overshoot_erosion(overshoot_px: float, max_px: int) -> int:
+    """Pixels to erode a model's masks by when they overshoot their boxes by ``overshoot_px``
+    on average: the nearest whole number, halves rounded down, from 0 to ``max_px``."""
+    return min(max_px, max(0, int(np.ceil(overshoot_px - 0.5))))
+
+
+def erode_mask(mask: np.ndarray, px: int, min_area_px: int = 1) -> np.ndarray:
+    """A (y, x) bool mask eroded by ``px`` pixels (3x3 cross steps); the mask itself when
+    ``px`` is 0 or the eroded mask would have fewer than ``min_area_px`` pixels."""
+    if px <= 0 or not mask.any():
+        return mask
+    eroded = ndimage.binary_erosion(mask, iterations=px)
+    return eroded if int(eroded.sum()) >= min_area_px else mask
 
 
 def disk(shape: tuple[int, int], y: float, x: float, radius: float) -> np.ndarray:

@@ -16,7 +16,15 @@ from scipy import ndimage
 from ..metrics import dice
 from ..models.base import Prediction
 from .confidence import stability
-from .masks import BoxXYXY, clamp_box, core_bbox, expand_box, part_boxes, pixel_extent
+from .masks import (
+    BoxXYXY,
+    clamp_box,
+    core_bbox,
+    erode_mask,
+    expand_box,
+    part_boxes,
+    pixel_extent,
+)
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,14 @@ class PropagationParams:
             the walk, and the slices stepped over are left as they are (:class:`Skip`): a
             structure that leaves the slab for a slice is found again beyond it; 0 = off
             (the default).
+        max_overshoot_erosion_px: where the model's mask on a slice the user boxed reaches
+            past the box (a box prompt is tight: the object touches its sides, no more) by k
+            pixels on average over the four sides (the nearest whole number, halves rounded
+            down), that mask and every mask propagated for the object are eroded by k
+            pixels, at most this many (:func:`~slicesam.engine.masks.overshoot_erosion`):
+            LiteMedSAM draws small structures about a pixel too wide all round (the MR
+            aorta, 7 pixels across: 2D Dice 0.77 -> 0.91 on its largest slice; the CT spinal
+            cord, 4 pixels across: 0.62 -> 0.89); 0 = off.
 
     The defaults were chosen with ``benchmarks/`` on the open datasets (BENCHMARKS.md): mask
     logits or interior points as extra prompts lower LiteMedSAM's P1 3D Dice on 4 of the 5
@@ -135,6 +151,7 @@ class PropagationParams:
     min_fragment: float = 0.0
     split_parts: float = 0.0
     bridge_gap: int = 0
+    max_overshoot_erosion_px: int = 2
 
 
 #: :attr:`PropagationParams.max_intensity_rise` for microscopy (:func:`default_params`).
@@ -290,6 +307,7 @@ def walk(
     reference: WalkReference | None = None,
     known_end: int | None = None,
     past_end_params: PropagationParams | None = None,
+    erode_px: int = 0,
 ) -> Iterator[Step | Skip | Stop]:
     """Walk from ``start_z`` (exclusive) towards ``last_z`` (inclusive), one slice at a time.
 
@@ -317,6 +335,8 @@ def walk(
         known_end: for a re-walk, the last slice (in ``direction``) of the object's current
             run of slices; slices past it are judged with ``past_end_params`` (when given)
             rather than ``params``.
+        erode_px: every predicted mask is eroded by this many pixels before the stop rules
+            see it (``PropagationParams.max_overshoot_erosion_px``).
 
     Yields:
         a :class:`Step` per written slice, a :class:`Skip` per slice stepped over
@@ -362,6 +382,7 @@ def walk(
         """Slice zz's prediction, why it ends the walk (None: it does not) and the mean
         intensity under its mask."""
         pred = predict_from(zz, box)
+        pred.mask = erode_mask(pred.mask, erode_px, params.min_area_px)
         if constrained:
             return pred, None, None
         intensity = mean_in(image(zz), pred.mask) if image is not None else None

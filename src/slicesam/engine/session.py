@@ -41,7 +41,16 @@ from .foreground import ForegroundGate, interactive
 from .history import Action, History, SliceDiff
 from .interpolation import interpolate_masks
 from .journal import Journal, journaled
-from .masks import clip_box, expand_box, mask_bbox, paint, pixel_extent
+from .masks import (
+    clip_box,
+    erode_mask,
+    expand_box,
+    mask_bbox,
+    overshoot,
+    overshoot_erosion,
+    paint,
+    pixel_extent,
+)
 from .objects import DERIVED, INTERPOLATED, PROPAGATED, USER, SegObject, SlicePrompts
 from .propagation import (
     PropagationParams,
@@ -436,6 +445,13 @@ class Session:
                 self.shape[1:],
             )
             before = self._state()
+            reach = overshoot(pred.mask, b.xyxy)
+            if reach is None:
+                target.overshoot.pop(z, None)
+            else:
+                target.overshoot[z] = reach
+                k = overshoot_erosion(reach, self.params.max_overshoot_erosion_px)
+                pred.mask = erode_mask(pred.mask, k, self.params.min_area_px)
             target.prompts[z] = SlicePrompts(box=b)
             return self._write_user_slice(
                 target, z, pred.mask, pred.score, pred.low_res_logits, before, f"box on {z}", "box"
@@ -752,6 +768,7 @@ class Session:
                     max_intensity_rise=self.params.rewalk_intensity_rise
                     or self.params.max_intensity_rise,
                 )
+            erode_px = self._overshoot_erosion(target)
             for anchor, direction, end in walks:
                 seed = self.labels[anchor] == target.label_id
                 fallback = getattr(target.prompts.get(anchor), "box", None)
@@ -778,6 +795,7 @@ class Session:
                     reference=reference,
                     known_end=self._run_end(target, anchor, direction) if partial else None,
                     past_end_params=past_end_params if partial else None,
+                    erode_px=erode_px,
                 ):
                     if cancel is not None and cancel():
                         summary.cancelled = True
@@ -848,6 +866,16 @@ class Session:
             if progress is not None:
                 progress(total, total)
             return summary
+
+    def _overshoot_erosion(self, target: SegObject) -> int:
+        """Pixels to erode the object's propagated masks by: from how far the model's masks
+        reached past the user's boxes on the slices that still have one (0 without a box)."""
+        reach = [
+            r for z, r in target.overshoot.items() if getattr(target.prompts.get(z), "box", None)
+        ]
+        if not reach:
+            return 0
+        return overshoot_erosion(float(np.mean(reach)), self.params.max_overshoot_erosion_px)
 
     def _walk_reference(self, target: SegObject) -> WalkReference | None:
         """The object's largest slice (area, mean intensity, contrast) as it stands, for
