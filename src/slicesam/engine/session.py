@@ -739,12 +739,15 @@ class Session:
                     )
                 starts = wanted & starts
             walks = self._plan_walks(target, inside, starts, lo, hi)
+            # for a re-walk: the last slice of the object's current run from each anchor on
+            run_ends: dict[tuple[int, int], int] = {}
             if from_slices is not None:
+                run_ends = {(a, d): self._run_end(target, a, d) for a, d, _ in walks}
                 # a re-walk from a negative click never grows the object past its extent
                 walks = [
                     (a, d, e)
                     for a, d, end in walks
-                    if (e := self._rewalk_end(target, a, d, end)) != a
+                    if (e := self._rewalk_end(target, a, d, end, run_ends[(a, d)])) != a
                 ]
             total = sum(abs(end - a) for a, _, end in walks)
             summary = PropagationSummary(target.label_id)
@@ -793,7 +796,7 @@ class Session:
                     jitter_px=self._jitter_px(self.params.jitter_model_px),
                     image=self._unit_slice,
                     reference=reference,
-                    known_end=self._run_end(target, anchor, direction) if partial else None,
+                    known_end=run_ends.get((anchor, direction)),
                     past_end_params=past_end_params if partial else None,
                     erode_px=erode_px,
                 ):
@@ -890,28 +893,28 @@ class Session:
             areas[z], mean_in(image, mask), contrast_in(image, mask, self.params.contrast_ring_px)
         )
 
-    def _run_end(
-        self, target: SegObject, anchor: int, direction: int, end: int | None = None
-    ) -> int:
-        """The last slice, from ``anchor`` towards ``end`` (default: the volume's end), of the
+    def _run_end(self, target: SegObject, anchor: int, direction: int) -> int:
+        """The last slice, from ``anchor`` towards the volume's end in ``direction``, of the
         object's run of non-empty slices next to the anchor (``anchor`` itself when the next
         slice is empty)."""
-        if end is None:
-            end = self.shape[0] - 1 if direction > 0 else 0
+        last = self.shape[0] - 1 if direction > 0 else 0
         z = anchor
-        while z != end and (self.labels[z + direction] == target.label_id).any():
+        while z != last and (self.labels[z + direction] == target.label_id).any():
             z += direction
         return z
 
-    def _rewalk_end(self, target: SegObject, anchor: int, direction: int, end: int) -> int:
+    def _rewalk_end(
+        self, target: SegObject, anchor: int, direction: int, end: int, run_end: int
+    ) -> int:
         """How far a re-walk from ``anchor`` may go towards ``end``. After a negative click,
         scribble or lasso (the anchor's last edit removed something), only through the
         object's run of non-empty slices next to the anchor: removing something from a slice
         says nothing about the slices past the object's end, and a walk from a trimmed end
-        slice would find more object there (MR left kidney, P3: 4 slices past its end)."""
+        slice would find more object there (MR left kidney, P3: 4 slices past its end).
+        ``run_end``: that run's last slice (:meth:`_run_end`)."""
         if target.last_edit.get(anchor) != "remove":
             return end
-        return self._run_end(target, anchor, direction, end)
+        return run_end if (end - run_end) * direction > 0 else end
 
     def _plan_walks(
         self, target: SegObject, anchors: list[int], starts: set[int], lo: int, hi: int
