@@ -183,10 +183,27 @@ def test_positive_reach_is_bounded_by_the_distance_to_the_mask():
     image = np.full((64, 64), 0.5)  # everything outside the mask looks alike
     mask = _square(y0=28, y1=36, x0=4, x1=12)
     click = Point(0, 31.0, 15.0, True)  # 4 px right of the mask
-    out = intensity_edit(image, mask, click, ClickEdits(max_fraction=100.0))
+    out = intensity_edit(image, mask, click, ClickEdits(add_max_fraction=100.0))
     reach = 2.0 * 4
     ys, xs = np.nonzero(out & ~mask)
     assert np.hypot(ys - 31, xs - 15).max() <= reach + 0.5
+
+
+def test_a_positive_click_next_to_a_sliver_adds_a_region_larger_than_the_mask():
+    """The model found a sliver of a uniform ventricle: the click's region is rightly
+    larger than the mask (up to ``add_max_fraction`` times it), not refused as for a
+    negative click (``max_fraction``)."""
+    image = np.zeros((64, 64))
+    yy, xx = np.mgrid[:64, :64]
+    ventricle = (yy - 32) ** 2 + (xx - 32) ** 2 <= 49
+    image[ventricle] = 0.2
+    sliver = ventricle & (yy >= 35)
+    click = Point(0, 31.0, 32.0, True)
+    out = intensity_edit(image, sliver, click, ClickEdits())
+    assert out is not None
+    added = out & ~sliver
+    assert added.sum() > sliver.sum() and not (added & ~ventricle).any()
+    assert intensity_edit(image, sliver, click, ClickEdits(add_max_fraction=0.5)) is None
 
 
 def test_microscopy_clicks_ignore_intensities_and_other_modalities_follow_them():
