@@ -194,7 +194,8 @@ def intensity_edit(
     """``current`` (y, x) bool with the region of similar intensity at a correction click
     removed (negative click inside the mask) or added (positive click outside it); None
     when the edit does not apply: the tolerance is 0, the click is on the other side of the
-    border, the region is not a distinct part (``edits.max_fraction``), or it holds one of
+    border, the region is not a distinct part (``edits.max_fraction``) or too large an
+    addition (``edits.add_max_fraction``), or it holds one of
     the ``earlier`` clicks of the other sign on the slice (it would undo what the user
     said there: two such edits would take turns). ``image``: the slice as the model sees
     it, scaled to 0-1."""
