@@ -12,6 +12,7 @@ from slicesam.engine.clicks import (
     ClickEdits,
     box_only_click,
     default_click_edits,
+    grown_on_empty,
     intensity_edit,
     local_edit,
     similar_region,
@@ -199,7 +200,7 @@ def test_a_positive_click_next_to_a_sliver_adds_a_region_larger_than_the_mask():
     image[ventricle] = 0.2
     sliver = ventricle & (yy >= 35)
     click = Point(0, 31.0, 32.0, True)
-    out = intensity_edit(image, sliver, click, ClickEdits())
+    out = intensity_edit(image, sliver, click, ClickEdits(add_max_fraction=3.0))
     assert out is not None
     added = out & ~sliver
     assert added.sum() > sliver.sum() and not (added & ~ventricle).any()
@@ -256,3 +257,72 @@ def test_distance_to_mask_is_the_background_distance_map_at_one_pixel():
         for yy, xx in rng.integers(0, (40, 56), size=(10, 2)):
             assert _distance_to_mask(mask, int(yy), int(xx)) == pytest.approx(full[yy, xx])
     assert _distance_to_mask(np.zeros((8, 8), bool), 0, 3) == 1.0  # the image edge
+
+
+def _ventricle_and_sliver():
+    """A uniform round ventricle (0.2, radius 7) on a dark slice, and a sliver of it (its
+    bottom rows) as the model's mask."""
+    image = np.zeros((64, 64))
+    yy, xx = np.mgrid[:64, :64]
+    ventricle = (yy - 32) ** 2 + (xx - 32) ** 2 <= 49
+    image[ventricle] = 0.2
+    return image, ventricle, ventricle & (yy >= 37)
+
+
+def test_a_positive_click_may_add_up_to_the_neighbours_size():
+    """The cap on what a positive click adds counts the object's size on the neighbour slice
+    too: a sliver of 5 rows does not stop the click from adding the rest of the ventricle."""
+    image, ventricle, sliver = _ventricle_and_sliver()
+    click = Point(0, 30.0, 32.0, True)
+    edits = ClickEdits(add_max_fraction=2.0)
+    assert intensity_edit(image, sliver, click, edits) is None  # the region > 2 x the sliver
+    out = intensity_edit(image, sliver, click, edits, expected_area=int(ventricle.sum()))
+    assert out is not None
+    added = out & ~sliver
+    assert added[30, 32] and added.sum() > 2 * sliver.sum() and not (added & ~ventricle).any()
+
+
+def test_a_first_click_on_an_empty_slice_adds_its_region_when_the_model_found_a_sliver():
+    image, ventricle, sliver = _ventricle_and_sliver()
+    hint = ventricle.copy()  # the object on the neighbour slice
+    click = Point(0, 32.0, 32.0, True)
+    out, score = grown_on_empty(image, (sliver, 0.7), hint, click, ClickEdits())
+    assert score == 0.7 and (out == ventricle).all()
+    # the model's mask is as large as the neighbour's: kept as it is
+    big = _square(y0=20, y1=45, x0=20, x1=45)
+    out, _ = grown_on_empty(image, (big, 0.7), hint, click, ClickEdits())
+    assert (out == big).all()
+    # off, or without intensities (microscopy)
+    for edits in (ClickEdits(empty_grow_below=0.0), NO_INTENSITY_EDITS):
+        out, _ = grown_on_empty(image, (sliver, 0.7), hint, click, edits)
+        assert (out == sliver).all()
+
+
+def test_a_first_click_on_a_uniform_slice_does_not_flood_it():
+    """Where everything near the click looks alike, the region is many times the neighbour's
+    object: the model's mask stays as it was."""
+    image = np.full((64, 64), 0.5)
+    hint = _square(y0=28, y1=36, x0=28, x1=36)
+    sliver = _square(y0=30, y1=32, x0=30, x1=32)
+    out, _ = grown_on_empty(image, (sliver, 0.5), hint, Point(0, 31.0, 31.0, True), ClickEdits())
+    assert (out == sliver).all()
+
+
+def test_box_only_click_grows_a_first_click_when_the_model_finds_too_little():
+    """The model answers every box with the sliver (which misses the click): the click's
+    own region of intensity, the ventricle, is what the user gets."""
+    from slicesam.models.base import Prediction
+
+    image, ventricle, sliver = _ventricle_and_sliver()
+
+    def predict(**kw):
+        return Prediction(sliver[None], np.array([0.8]), np.zeros((1, 64, 64), np.float32))
+
+    empty = np.zeros((64, 64), dtype=bool)
+    click = Point(0, 32.0, 32.0, True)
+    out, _ = box_only_click(
+        predict, empty, click, 1.0, hint=ventricle, image=image, edits=ClickEdits()
+    )
+    assert (out == ventricle).all()
+    out, _ = box_only_click(predict, empty, click, 1.0, hint=ventricle, edits=ClickEdits())
+    assert out.sum() < 20, "without the slice's intensities: a small disk at the click"

@@ -486,9 +486,9 @@ class Session:
                     point,
                     self.model_px,
                     strategy=self.click_strategy,
-                    hint=None if current.any() else self._neighbour_mask(target, z),
+                    hint=self._neighbour_mask(target, z),
                     boxed=prompts.box is not None,
-                    image=self._unit_slice(z) if current.any() else None,
+                    image=self._unit_slice(z),
                     edits=self.click_edits,
                     earlier=prompts.points[:-1],
                 )
