@@ -274,7 +274,7 @@ def test_a_positive_click_may_add_up_to_the_neighbours_size():
     too: a sliver of 5 rows does not stop the click from adding the rest of the ventricle."""
     image, ventricle, sliver = _ventricle_and_sliver()
     click = Point(0, 30.0, 32.0, True)
-    edits = ClickEdits(add_max_fraction=2.0)
+    edits = ClickEdits(add_max_fraction=2.0, add_max_neighbour=2.0)
     assert intensity_edit(image, sliver, click, edits) is None  # the region > 2 x the sliver
     out = intensity_edit(image, sliver, click, edits, expected_area=int(ventricle.sum()))
     assert out is not None
