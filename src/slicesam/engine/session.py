@@ -486,9 +486,11 @@ class Session:
                     point,
                     self.model_px,
                     strategy=self.click_strategy,
-                    hint=self._neighbour_mask(target, z),
+                    # only positive clicks use the neighbour (what they add) and, on an
+                    # empty slice, the intensities: a negative click skips both
+                    hint=self._neighbour_mask(target, z) if positive else None,
                     boxed=prompts.box is not None,
-                    image=self._unit_slice(z),
+                    image=self._unit_slice(z) if positive or current.any() else None,
                     edits=self.click_edits,
                     earlier=prompts.points[:-1],
                 )
