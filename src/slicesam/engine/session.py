@@ -59,8 +59,10 @@ from .propagation import (
     WalkReference,
     contrast_in,
     default_params,
+    intensity_centre,
     mean_in,
     predict_box,
+    trim_brighter,
     walk,
 )
 from .strokes import (
@@ -494,6 +496,8 @@ class Session:
                     edits=self.click_edits,
                     earlier=prompts.points[:-1],
                 )
+                if positive and not current.any():
+                    mask = self._trim_click(target, z, mask, point)
                 logits = None
             else:
                 pred = point_model_click(
@@ -607,6 +611,21 @@ class Session:
     def _jitter_px(self, model_px: tuple[float, ...]) -> tuple[float, ...]:
         """Box offsets in model-input pixels -> slice pixels."""
         return tuple(float(d) * self.model_px for d in model_px) or (0.0,)
+
+    def _trim_click(self, target: SegObject, z: int, mask: np.ndarray, point: Point) -> np.ndarray:
+        """A first positive click's (y, x) bool mask on an empty slice without the pixels
+        brighter than the object (``PropagationParams.trim_brighter``), unless the click
+        itself is on such a pixel (the user says they are object)."""
+        centre = self._intensity_centre(target)
+        if centre is None:
+            return mask
+        image = self._unit_slice(z)
+        yi, xi = int(round(point.y)), int(round(point.x))
+        if image[yi, xi] > centre + self.params.trim_brighter:
+            return mask
+        trimmed = trim_brighter(image, mask, centre, self.params.trim_brighter)
+        trimmed[yi, xi] = True
+        return trimmed
 
     def _neighbour_mask(self, target: SegObject, z: int) -> np.ndarray | None:
         """The object's mask on the nearest non-empty slice within 2 of ``z``, if any."""
@@ -774,6 +793,7 @@ class Session:
                     or self.params.max_intensity_rise,
                 )
             erode_px = self._overshoot_erosion(target)
+            centre = self._intensity_centre(target)
             for anchor, direction, end in walks:
                 seed = self.labels[anchor] == target.label_id
                 fallback = getattr(target.prompts.get(anchor), "box", None)
@@ -801,6 +821,7 @@ class Session:
                     known_end=run_ends.get((anchor, direction)),
                     past_end_params=past_end_params if partial else None,
                     erode_px=erode_px,
+                    centre=centre,
                 ):
                     if cancel is not None and cancel():
                         summary.cancelled = True
@@ -881,6 +902,24 @@ class Session:
         if not reach:
             return 0
         return overshoot_erosion(float(np.mean(reach)), self.params.max_overshoot_erosion_px)
+
+    def _intensity_centre(self, target: SegObject) -> float | None:
+        """The object's median intensity (0-1) on its largest slice the user boxed (on its
+        largest prompted slice when none has a box), when its intensities there are narrow
+        (:func:`~slicesam.engine.propagation.intensity_centre`); None when off
+        (``PropagationParams.trim_brighter`` 0), unknown or spread."""
+        if self.params.trim_brighter <= 0:
+            return None
+        boxed = [z for z in target.anchors if getattr(target.prompts.get(z), "box", None)]
+        best, best_area = None, 0
+        for z in boxed or target.anchors:
+            area = int((self.labels[z] == target.label_id).sum())
+            if area > best_area:
+                best, best_area = z, area
+        if best is None:
+            return None
+        mask = self.labels[best] == target.label_id
+        return intensity_centre(self._unit_slice(best), mask, self.params.trim_max_spread)
 
     def _walk_reference(self, target: SegObject) -> WalkReference | None:
         """The object's largest slice (area, mean intensity, contrast) as it stands, for
