@@ -288,3 +288,67 @@ def test_masks_that_overshoot_the_users_box_are_eroded_on_every_slice():
         results[max_px] = [dice(sess.labels[k] == obj, column[k]) for k in range(12)]
     assert min(results[2]) == 1.0  # every slice exactly the object
     assert max(results[0]) < 0.85  # a pixel too wide on every slice
+
+
+def test_intensity_centre_is_the_median_of_narrow_intensities_only():
+    from slicesam.engine.propagation import intensity_centre, trim_brighter
+
+    image = np.full((20, 20), 0.4)
+    mask = np.zeros((20, 20), bool)
+    mask[5:15, 5:15] = True
+    assert intensity_centre(image, mask, 0.25) == pytest.approx(0.4)
+    assert intensity_centre(image, np.zeros_like(mask), 0.25) is None
+    spread = image.copy()
+    spread[5:15, 5:10] = 0.0  # half the object dark, half at 0.4 (a stomach's air)
+    assert intensity_centre(spread, mask, 0.25) is None
+    bright = image.copy()
+    bright[5:8, 5:15] = 0.95  # bone inside the mask
+    trimmed = trim_brighter(bright, mask, 0.4, 0.3)
+    assert not trimmed[5:8].any() and trimmed[8:15, 5:15].all()
+    assert (trim_brighter(bright, mask, None, 0.3) == mask).all()
+    assert (trim_brighter(bright, mask, 0.4, 0.0) == mask).all()
+
+
+def test_a_walk_cuts_the_bright_bone_the_model_takes_in(fake_model):
+    """A soft-tissue column (160) with bright bone (250) attached to it from z = 8 on: the
+    model's masks take in both; with the object's centre and ``trim_brighter`` the walk's
+    masks keep the column only, and its intensity rules measure the column."""
+    from slicesam.engine.propagation import Step, walk
+
+    z, y, x = np.mgrid[:16, :40, :40]
+    column = (y - 20) ** 2 + (x - 20) ** 2 <= 16
+    bone = (z >= 8) & (y >= 24) & (y < 30) & (abs(x - 20) <= 4)
+    vol = np.where(bone, 250, np.where(column, 160, 0)).astype(np.uint8)
+
+    def predict(zz, **prompts):
+        return fake_model.predict(fake_model.embed(vol[zz]), **prompts)
+
+    def masks(params, centre):
+        items = walk(
+            4,
+            column[4],
+            +1,
+            15,
+            predict,
+            margin_px=2.0,
+            params=params,
+            image=lambda zz: vol[zz] / 255.0,
+            centre=centre,
+        )
+        return {i.z: i.mask for i in items if isinstance(i, Step)}
+
+    trim = PropagationParams(trim_brighter=0.3)
+    kept = masks(trim, 160 / 255)
+    assert sorted(kept) == list(range(5, 16))
+    assert all((m == (column & ~bone)[zz]).all() for zz, m in kept.items())
+    for params, centre in ((trim, None), (PropagationParams(), 160 / 255)):
+        plain = masks(params, centre)
+        assert plain[10][bone[10]].all(), "without the trim the bone stays in the mask"
+
+
+def test_ct_walks_trim_brighter_pixels_and_other_modalities_do_not():
+    from slicesam.engine.propagation import CT_TRIM_BRIGHTER, default_params
+
+    assert default_params("CT").trim_brighter == CT_TRIM_BRIGHTER > 0
+    for modality in ("MR", "microscopy", None):
+        assert default_params(modality).trim_brighter == 0

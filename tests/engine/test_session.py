@@ -588,3 +588,29 @@ def test_a_rewalk_after_a_correction_never_bridges(fake_model):
     summary = sess.propagate(obj, from_slices=[11])
     assert not any("stepped over" in stop for stop in summary.stops)
     assert not (sess.labels[12:] == obj).any()
+
+
+def test_ct_sessions_cut_bone_from_propagated_masks_and_first_clicks(fake_box_model):
+    """A soft-tissue column (160) with bone (250) attached from z = 8 on, which the model
+    takes in with the column. A CT session keeps the column only, in the propagated slices
+    and for a first click on an empty slice far from the object; an MR session keeps both."""
+    from slicesam.io.volume import Volume
+
+    z, y, x = np.mgrid[:16, :40, :40]
+    column = (y - 20) ** 2 + (x - 20) ** 2 <= 16
+    bone = (z >= 8) & (y >= 24) & (y < 30) & (abs(x - 20) <= 4)
+    vol = np.where(bone, 250, np.where(column, 160, 0)).astype(np.uint8)
+    soft = column & ~bone
+    for modality in ("CT", "MR"):
+        sess = Session(Volume(data=vol, modality=modality), model=fake_box_model, window=(0, 255))
+        obj = sess.new_object()
+        sess.add_box(obj, 4, (15, 15, 25, 25))
+        sess.propagate(obj, z_range=(0, 7))  # the object stays below the bone
+        got = sess.add_point(obj, 12, 20.0, 20.0, positive=True)
+        sess.propagate(obj, z_range=(0, 15))
+        kept = sess.labels == obj
+        if modality == "CT":
+            assert (got == soft[12]).all()
+            assert (kept[8:] == soft[8:]).all()
+        else:
+            assert got[bone[12]].all() and kept[10][bone[10]].all()

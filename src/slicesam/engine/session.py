@@ -482,6 +482,7 @@ class Session:
             predict = lambda **kw: self._predict(z, **kw)  # noqa: E731
             if self.model.box_only:
                 current = self.labels[z] == target.label_id
+                first = positive and not current.any()  # a first click on an empty slice
                 mask, score = box_only_click(
                     predict,
                     current,
@@ -495,8 +496,9 @@ class Session:
                     image=self._unit_slice(z) if positive or current.any() else None,
                     edits=self.click_edits,
                     earlier=prompts.points[:-1],
+                    nearest_area=self._nearest_area(target, z) if first else 0,
                 )
-                if positive and not current.any():
+                if first:
                     mask = self._trim_click(target, z, mask, point)
                 logits = None
             else:
@@ -626,6 +628,14 @@ class Session:
         trimmed = trim_brighter(image, mask, centre, self.params.trim_brighter)
         trimmed[yi, xi] = True
         return trimmed
+
+    def _nearest_area(self, target: SegObject, z: int) -> int:
+        """The object's area (pixels) on its nearest non-empty slice to ``z`` (0: none)."""
+        for near in sorted(target.source, key=lambda k: (abs(k - z), k)):
+            area = int(np.count_nonzero(self.labels[near] == target.label_id))
+            if near != z and area:
+                return area
+        return 0
 
     def _neighbour_mask(self, target: SegObject, z: int) -> np.ndarray | None:
         """The object's mask on the nearest non-empty slice within 2 of ``z``, if any."""
