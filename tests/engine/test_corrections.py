@@ -352,3 +352,24 @@ def test_ct_walks_trim_brighter_pixels_and_other_modalities_do_not():
     assert default_params("CT").trim_brighter == CT_TRIM_BRIGHTER > 0
     for modality in ("MR", "microscopy", None):
         assert default_params(modality).trim_brighter == 0
+
+
+def test_a_rewalk_fills_the_empty_slices_between_two_prompted_slices(fake_model):
+    """A column the model loses on z 6-8 (too dim): the walk from a box on z 2 stops there.
+    A second box on z 12, re-walked alone (``from_slices``), stops there too; the slices
+    between the two boxes are then filled by interpolation, as a full propagation fills
+    what its walks did not reach."""
+    z, y, x = np.mgrid[:16, :40, :40]
+    column = (y - 20) ** 2 + (x - 20) ** 2 <= 25
+    vol = np.where(column, np.where((z >= 6) & (z <= 8), 100, 200), 0).astype(np.uint8)
+    sess = Session(vol, model=fake_model)
+    obj = sess.new_object()
+    sess.add_box(obj, 2, (14, 14, 26, 26))
+    sess.propagate(obj)
+    assert not (sess.labels[6:] == obj).any()
+    sess.add_box(obj, 12, (14, 14, 26, 26))
+    summary = sess.propagate(obj, from_slices=[12])
+    assert summary.interpolated == [6, 7, 8]
+    for zz in (6, 7, 8):
+        assert sess.objects[obj].source[zz] == INTERPOLATED
+        assert dice(sess.labels[zz] == obj, column[zz]) > 0.9

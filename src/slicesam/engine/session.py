@@ -863,6 +863,8 @@ class Session:
                             # what lies beyond a stop keeps the masks it had
                             owned.difference_update(range(item.z, end + direction, direction))
             owned.update(self._beyond_emptied_ends(target, inside, starts, lo, hi))
+            if partial:  # as a full propagation would: interpolated below
+                owned.update(self._empty_gaps(target, inside, starts))
             # Brush strokes painted while the walks ran (napari writes into the label array
             # directly) are adopted first: their slices become user slices and are kept.
             self.sync_external_edits("paint", slices=owned)
@@ -1045,6 +1047,23 @@ class Session:
         for a, span in ((first, range(lo, first)), (last, range(last + 1, hi + 1))):
             if a in starts and not (self.labels[a] == target.label_id).any():
                 out.update(z for z in span if target.source.get(z) in DERIVED)
+        return out
+
+    def _empty_gaps(self, target: SegObject, anchors: list[int], starts: set[int]) -> set[int]:
+        """The slices without the object between two consecutive ``anchors`` that both hold
+        it, one of them among ``starts``: a re-walk from a correction hands them to the
+        interpolation fallback, as a full propagation does with the slices its walks did not
+        reach (CT spinal cord, P3 @5 0.714 -> 0.727; brain 0.321 -> 0.340; BENCHMARKS.md)."""
+        present = {a: bool((self.labels[a] == target.label_id).any()) for a in anchors}
+        out: set[int] = set()
+        for a, b in zip(anchors, anchors[1:]):
+            if (a in starts or b in starts) and present[a] and present[b]:
+                out.update(
+                    z
+                    for z in range(a + 1, b)
+                    if target.source.get(z) != USER
+                    and not (self.labels[z] == target.label_id).any()
+                )
         return out
 
     def _interpolation_fallback(
