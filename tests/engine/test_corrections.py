@@ -373,3 +373,21 @@ def test_a_rewalk_fills_the_empty_slices_between_two_prompted_slices(fake_model)
     for zz in (6, 7, 8):
         assert sess.objects[obj].source[zz] == INTERPOLATED
         assert dice(sess.labels[zz] == obj, column[zz]) > 0.9
+
+
+def test_emptying_a_slice_clears_what_lies_past_it_up_to_an_earlier_emptied_one(fake_box_model):
+    """The object is boxed on z 4 and propagated through z 15. The user empties z 14 (what
+    lies past it is cleared), then z 10: the slices between 10 and 14 came through 10 and
+    hold no prompt of the object beyond them, so they are cleared too."""
+    z, y, x = np.mgrid[:16, :40, :40]
+    column = (y - 20) ** 2 + (x - 20) ** 2 <= 25
+    sess = Session(np.where(column, 200, 0).astype(np.uint8), model=fake_box_model)
+    obj = sess.new_object()
+    sess.add_box(obj, 4, (14, 14, 26, 26))
+    sess.propagate(obj)
+    assert (sess.labels[:, 20, 20] == obj).all()
+    for zz in (14, 10):
+        assert not sess.add_point(obj, zz, 20.0, 20.0, positive=False).any()
+        sess.propagate(obj, from_slices=[zz])
+    kept = (sess.labels == obj).any(axis=(1, 2))
+    assert kept[:10].all() and not kept[10:].any()

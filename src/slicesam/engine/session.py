@@ -975,8 +975,9 @@ class Session:
         """(anchor, direction, last slice) of each walk.
 
         Between two anchors with a mask each walks half way. An anchor the user left empty
-        (the object is not there) does not walk: its neighbour walks up to it, and towards the
-        range end its side is cleared. In a re-propagation from ``starts`` only, an emptied
+        (the object is not there) does not walk: its neighbour walks up to it, and on a side
+        where no anchor beyond it holds the object, what lies past it is cleared
+        (:meth:`_beyond_emptied_ends`). In a re-propagation from ``starts`` only, an emptied
         anchor's neighbours walk again too (their half grows).
         """
         present = {a: bool((self.labels[a] == target.label_id).any()) for a in anchors}
@@ -1038,15 +1039,18 @@ class Session:
     def _beyond_emptied_ends(
         self, target: SegObject, anchors: list[int], starts: set[int], lo: int, hi: int
     ) -> set[int]:
-        """Slices past an emptied first/last anchor (the user says the object ends there):
-        what propagation wrote there came through that slice and is cleared."""
+        """Slices past an emptied anchor with no anchor holding the object beyond it (the
+        user says the object ends there): what propagation wrote there came through that
+        slice and is cleared."""
+        present = {a: bool((self.labels[a] == target.label_id).any()) for a in anchors}
         out: set[int] = set()
-        if not anchors:
-            return out
-        first, last = anchors[0], anchors[-1]
-        for a, span in ((first, range(lo, first)), (last, range(last + 1, hi + 1))):
-            if a in starts and not (self.labels[a] == target.label_id).any():
-                out.update(z for z in span if target.source.get(z) in DERIVED)
+        for a in anchors:
+            if a not in starts or present[a]:
+                continue
+            if not any(present[b] for b in anchors if b < a):
+                out.update(z for z in range(lo, a) if target.source.get(z) in DERIVED)
+            if not any(present[b] for b in anchors if b > a):
+                out.update(z for z in range(a + 1, hi + 1) if target.source.get(z) in DERIVED)
         return out
 
     def _empty_gaps(self, target: SegObject, anchors: list[int], starts: set[int]) -> set[int]:
