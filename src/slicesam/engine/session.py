@@ -1042,11 +1042,16 @@ class Session:
         """Slices past an emptied anchor with no anchor holding the object beyond it (the
         user says the object ends there): what propagation wrote there came through that
         slice and is cleared."""
-        present = {a: bool((self.labels[a] == target.label_id).any()) for a in anchors}
+
+        def holds(a: int) -> bool:
+            return bool((self.labels[a] == target.label_id).any())
+
         out: set[int] = set()
-        for a in anchors:
-            if a not in starts or present[a]:
-                continue
+        emptied = [a for a in anchors if a in starts and not holds(a)]
+        if not emptied:  # the usual case: no other slice is looked at
+            return out
+        present = {a: holds(a) for a in anchors}
+        for a in emptied:
             if not any(present[b] for b in anchors if b < a):
                 out.update(z for z in range(lo, a) if target.source.get(z) in DERIVED)
             if not any(present[b] for b in anchors if b > a):
@@ -1058,10 +1063,16 @@ class Session:
         it, one of them among ``starts``: a re-walk from a correction hands them to the
         interpolation fallback, as a full propagation does with the slices its walks did not
         reach (CT spinal cord, P3 @5 0.714 -> 0.727; brain 0.321 -> 0.340; BENCHMARKS.md)."""
-        present = {a: bool((self.labels[a] == target.label_id).any()) for a in anchors}
+        present: dict[int, bool] = {}
+
+        def holds(z: int) -> bool:
+            if z not in present:
+                present[z] = bool((self.labels[z] == target.label_id).any())
+            return present[z]
+
         out: set[int] = set()
         for a, b in zip(anchors, anchors[1:]):
-            if (a in starts or b in starts) and present[a] and present[b]:
+            if (a in starts or b in starts) and b - a > 1 and holds(a) and holds(b):
                 out.update(
                     z
                     for z in range(a + 1, b)
