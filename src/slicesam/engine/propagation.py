@@ -433,7 +433,10 @@ def walk(
         intensity under its mask."""
         pred = predict_from(zz, box)
         pred.mask = erode_mask(pred.mask, erode_px, params.min_area_px)
-        pixels = image(zz) if image is not None else None
+        # the windowed slice, for the trim and (unconstrained walks) the intensity rules
+        pixels = (
+            image(zz) if image is not None and (centre is not None or not constrained) else None
+        )
         if centre is not None:
             pred.mask = trim_brighter(pixels, pred.mask, centre, params.trim_brighter)
         if constrained:

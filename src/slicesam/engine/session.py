@@ -483,23 +483,26 @@ class Session:
             if self.model.box_only:
                 current = self.labels[z] == target.label_id
                 first = positive and not current.any()  # a first click on an empty slice
+                # only positive clicks use the neighbour (what they add) and, on an empty
+                # slice, the intensities: a negative click skips both
+                hint = self._neighbour_mask(target, z) if positive else None
+                image = self._unit_slice(z) if positive or current.any() else None
                 mask, score = box_only_click(
                     predict,
                     current,
                     point,
                     self.model_px,
                     strategy=self.click_strategy,
-                    # only positive clicks use the neighbour (what they add) and, on an
-                    # empty slice, the intensities: a negative click skips both
-                    hint=self._neighbour_mask(target, z) if positive else None,
+                    hint=hint,
                     boxed=prompts.box is not None,
-                    image=self._unit_slice(z) if positive or current.any() else None,
+                    image=image,
                     edits=self.click_edits,
                     earlier=prompts.points[:-1],
-                    nearest_area=self._nearest_area(target, z) if first else 0,
+                    # the size limit of a click with no neighbour (ClickEdits.far_area_limit)
+                    nearest_area=self._nearest_area(target, z) if first and hint is None else 0,
                 )
                 if first:
-                    mask = self._trim_click(target, z, mask, point)
+                    mask = self._trim_click(target, mask, point, image)
                 logits = None
             else:
                 pred = point_model_click(
@@ -614,14 +617,16 @@ class Session:
         """Box offsets in model-input pixels -> slice pixels."""
         return tuple(float(d) * self.model_px for d in model_px) or (0.0,)
 
-    def _trim_click(self, target: SegObject, z: int, mask: np.ndarray, point: Point) -> np.ndarray:
+    def _trim_click(
+        self, target: SegObject, mask: np.ndarray, point: Point, image: np.ndarray
+    ) -> np.ndarray:
         """A first positive click's (y, x) bool mask on an empty slice without the pixels
         brighter than the object (``PropagationParams.trim_brighter``), unless the click
-        itself is on such a pixel (the user says they are object)."""
+        itself is on such a pixel (the user says they are object). ``image``: the clicked
+        slice, windowed and scaled to 0-1 (:meth:`_unit_slice`)."""
         centre = self._intensity_centre(target)
         if centre is None:
             return mask
-        image = self._unit_slice(z)
         yi, xi = int(round(point.y)), int(round(point.x))
         if image[yi, xi] > centre + self.params.trim_brighter:
             return mask
@@ -915,6 +920,10 @@ class Session:
             return 0
         return overshoot_erosion(float(np.mean(reach)), self.params.max_overshoot_erosion_px)
 
+    def _holds(self, target: SegObject, z: int) -> bool:
+        """Whether slice ``z`` holds any voxel of the object."""
+        return bool((self.labels[z] == target.label_id).any())
+
     def _intensity_centre(self, target: SegObject) -> float | None:
         """The object's median intensity (0-1) on its largest slice the user boxed (on its
         largest prompted slice when none has a box), when its intensities there are narrow
@@ -980,7 +989,7 @@ class Session:
         (:meth:`_beyond_emptied_ends`). In a re-propagation from ``starts`` only, an emptied
         anchor's neighbours walk again too (their half grows).
         """
-        present = {a: bool((self.labels[a] == target.label_id).any()) for a in anchors}
+        present = {a: self._holds(target, a) for a in anchors}
         starts = set(starts)
         for i, a in enumerate(anchors):
             if a in starts and not present[a]:
@@ -1043,14 +1052,11 @@ class Session:
         user says the object ends there): what propagation wrote there came through that
         slice and is cleared."""
 
-        def holds(a: int) -> bool:
-            return bool((self.labels[a] == target.label_id).any())
-
         out: set[int] = set()
-        emptied = [a for a in anchors if a in starts and not holds(a)]
+        emptied = [a for a in anchors if a in starts and not self._holds(target, a)]
         if not emptied:  # the usual case: no other slice is looked at
             return out
-        present = {a: holds(a) for a in anchors}
+        present = {a: a not in emptied and self._holds(target, a) for a in anchors}
         for a in emptied:
             if not any(present[b] for b in anchors if b < a):
                 out.update(z for z in range(lo, a) if target.source.get(z) in DERIVED)
@@ -1063,21 +1069,18 @@ class Session:
         it, one of them among ``starts``: a re-walk from a correction hands them to the
         interpolation fallback, as a full propagation does with the slices its walks did not
         reach (CT spinal cord, P3 @5 0.714 -> 0.727; brain 0.321 -> 0.340; BENCHMARKS.md)."""
-        present: dict[int, bool] = {}
-
-        def holds(z: int) -> bool:
-            if z not in present:
-                present[z] = bool((self.labels[z] == target.label_id).any())
-            return present[z]
-
         out: set[int] = set()
         for a, b in zip(anchors, anchors[1:]):
-            if (a in starts or b in starts) and b - a > 1 and holds(a) and holds(b):
+            if (
+                (a in starts or b in starts)
+                and b - a > 1
+                and self._holds(target, a)
+                and self._holds(target, b)
+            ):
                 out.update(
                     z
                     for z in range(a + 1, b)
-                    if target.source.get(z) != USER
-                    and not (self.labels[z] == target.label_id).any()
+                    if target.source.get(z) != USER and not self._holds(target, z)
                 )
         return out
 
