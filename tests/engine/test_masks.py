@@ -130,3 +130,42 @@ def test_overshoot_is_how_far_a_mask_reaches_past_its_box_on_average():
     assert mask_bbox(eroded) == (6.0, 5.0, 10.0, 9.0)
     assert erode_mask(mask, 0) is mask
     assert erode_mask(mask, 5, min_area_px=4) is mask  # would vanish: kept as it is
+
+
+def test_next_box_margin_is_at_most_a_fraction_of_the_boxs_shorter_side():
+    from slicesam.engine.propagation import next_box_margin
+
+    assert next_box_margin((10.0, 10.0, 15.0, 30.0), 1.4, 0.0) == 1.4  # off
+    assert next_box_margin((10.0, 10.0, 15.0, 30.0), 1.4, 0.2) == 1.0  # 5 px across
+    assert next_box_margin((10.0, 10.0, 50.0, 40.0), 1.4, 0.2) == 1.4  # large: unchanged
+
+
+def test_a_small_structure_that_the_model_fills_its_box_with_stays_small():
+    """A model that fills its box (LiteMedSAM on a structure a few pixels across): with a
+    fixed margin every slice's mask is the previous box plus the margin all round, so a
+    5-pixel tube widens by 2 pixels a slice; with the margin a fraction of the box's side it
+    widens by less, and a wide object's boxes keep the full margin."""
+    shape = (64, 64)
+
+    def fills_its_box(z, *, box, **_):
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        mask = np.zeros(shape, bool)
+        mask[y0:y1, x0:x1] = True
+        logits = np.where(mask, 5.0, -5.0).astype(np.float32)[None]
+        return Prediction(mask[None], np.array([0.9], np.float32), logits)
+
+    tube = np.zeros(shape, bool)
+    tube[30:35, 30:35] = True  # 5 px across
+    widths = {}
+    for rel in (0.0, 0.2):
+        params = PropagationParams(margin_rel=rel, max_growth=100.0, min_overlap=0.0)
+        steps = [s for s in walk(0, tube, 1, 2, fills_its_box, margin_px=2.0, params=params)]
+        widths[rel] = [int(s.mask.any(axis=0).sum()) for s in steps if isinstance(s, Step)]
+    assert widths[0.0] == [9, 13]  # 2 px a side per slice
+    assert widths[0.2] == [7, 9]  # 1 px a side (0.2 x 5), then 1.4 px (0.2 x 7) rounded
+
+    wide = np.zeros(shape, bool)
+    wide[10:50, 10:50] = True
+    params = PropagationParams(margin_rel=0.2, max_growth=100.0)
+    steps = [s for s in walk(0, wide, 1, 1, fills_its_box, margin_px=2.0, params=params)]
+    assert int(steps[0].mask.any(axis=0).sum()) == 44  # the full 2 px a side

@@ -34,6 +34,14 @@ class PropagationParams:
     Attributes:
         margin_model_px: box margin around the previous mask, in model-input pixels
             (MedSAM's 3D inference uses 3).
+        margin_rel: with this above 0, a next-slice box's margin is at most this fraction of
+            the box's shorter side (:func:`next_box_margin`): LiteMedSAM fills a box around
+            a structure a few pixels across whatever its edges, so a margin of a fixed size
+            inflates small structures by it on every slice and their next boxes with them
+            (the CT spinal cord, 5 pixels across: 3 model pixels are 1.4 of its pixels a
+            side, a box 8 pixels wide, a mask 25-40 % too large); 0 = off (the default;
+            :func:`default_params` sets :data:`CT_MR_MARGIN_REL` for CT and MR, not for
+            microscopy, whose blurred nuclei want their wide margin).
         min_score: stop when the model's predicted IoU falls below this.
         max_growth: stop when the area grows by more than this factor from one slice to the next.
         min_shrink: stop when the area falls below this fraction of the previous slice's.
@@ -135,6 +143,7 @@ class PropagationParams:
     """
 
     margin_model_px: float = 3.0
+    margin_rel: float = 0.0
     min_score: float = 0.5
     max_growth: float = 2.0
     min_shrink: float = 0.15
@@ -192,6 +201,9 @@ MR_BRIDGE_GAP = 2
 #: :attr:`PropagationParams.trim_brighter` for CT (:func:`default_params`).
 CT_TRIM_BRIGHTER = 0.3
 
+#: :attr:`PropagationParams.margin_rel` for CT and MR (:func:`default_params`).
+CT_MR_MARGIN_REL = 0.2
+
 
 def default_params(modality: str | None) -> PropagationParams:
     """The propagation settings a session on a volume of this modality starts with.
@@ -241,6 +253,7 @@ def default_params(modality: str | None) -> PropagationParams:
             max_intensity_rise=MR_INTENSITY_RISE,
             split_parts=MR_SPLIT_PARTS,
             bridge_gap=MR_BRIDGE_GAP,
+            margin_rel=CT_MR_MARGIN_REL,
         )
     if modality == "microscopy":
         return PropagationParams(
@@ -252,7 +265,7 @@ def default_params(modality: str | None) -> PropagationParams:
             fall_contrast=MICROSCOPY_FALL_CONTRAST,
         )
     if modality == "CT":
-        return PropagationParams(trim_brighter=CT_TRIM_BRIGHTER)
+        return PropagationParams(trim_brighter=CT_TRIM_BRIGHTER, margin_rel=CT_MR_MARGIN_REL)
     return PropagationParams()
 
 
@@ -412,6 +425,11 @@ def walk(
     def in_range(zz: int) -> bool:
         return (zz <= last_z) if direction > 0 else (zz >= last_z)
 
+    def grown(extent: BoxXYXY) -> BoxXYXY:
+        """A next-slice box: a mask part's pixel extent plus the margin."""
+        margin = next_box_margin(extent, margin_px, params.margin_rel)
+        return expand_box(extent, margin, shape, edge=1.0)
+
     def predict_from(zz: int, box: BoxXYXY) -> BoxPrediction:
         """Slice zz's prediction from ``box`` (and the current mask's parts)."""
         predict_z = functools.partial(predict, zz)
@@ -420,7 +438,7 @@ def walk(
         )
         parts = part_boxes(prev, params.split_parts) if params.split_parts > 0 else []
         if len(parts) >= 2:
-            boxes = [expand_box(pixel_extent(b), margin_px, shape, edge=1.0) for b in parts]
+            boxes = [grown(pixel_extent(b)) for b in parts]
             if bound is not None:
                 boxes = [clamp_box(b, bound) for b in boxes]
             split = unite([predict_box(predict_z, b, jitter_px, shape) for b in boxes])
@@ -468,7 +486,7 @@ def walk(
                 return
             box = pixel_extent(fallback_box)
         else:
-            box = expand_box(pixel_extent(box), margin_px, shape, edge=1.0)
+            box = grown(pixel_extent(box))
             if bound is not None:
                 box = clamp_box(box, bound)
 
@@ -513,6 +531,16 @@ def walk(
             prev, prev_area = mask, 0
         z += direction
     yield Stop(z, "end of range")
+
+
+def next_box_margin(extent: BoxXYXY, margin_px: float, rel: float) -> float:
+    """The margin (slice pixels) to grow a next-slice box of pixel extent ``extent`` by:
+    ``margin_px``, at most ``rel`` times the box's shorter side when ``rel`` > 0
+    (:attr:`PropagationParams.margin_rel`)."""
+    if rel <= 0:
+        return margin_px
+    side = min(extent[2] - extent[0], extent[3] - extent[1])
+    return min(margin_px, rel * side)
 
 
 def stop_reason(
