@@ -39,7 +39,7 @@ class PropagationParams:
             a structure a few pixels across whatever its edges, so a margin of a fixed size
             inflates small structures by it on every slice and their next boxes with them
             (the CT spinal cord, 5 pixels across: 3 model pixels are 1.4 of its pixels a
-            side, a box 8 pixels wide, a mask 25-40 % too large); 0 = off (the default;
+            side, a box 8 pixels wide, masks 20-55 % too large); 0 = off (the default;
             :func:`default_params` sets :data:`CT_MR_MARGIN_REL` for CT and MR, not for
             microscopy, whose blurred nuclei want their wide margin).
         min_score: stop when the model's predicted IoU falls below this.
