@@ -425,8 +425,10 @@ def walk(
     def in_range(zz: int) -> bool:
         return (zz <= last_z) if direction > 0 else (zz >= last_z)
 
-    def grown(extent: BoxXYXY) -> BoxXYXY:
-        """A next-slice box: a mask part's pixel extent plus the margin."""
+    def grown(part: BoxXYXY) -> BoxXYXY:
+        """A next-slice box: a mask part's inclusive-index box as a pixel extent, plus the
+        margin."""
+        extent = pixel_extent(part)
         margin = next_box_margin(extent, margin_px, params.margin_rel)
         return expand_box(extent, margin, shape, edge=1.0)
 
@@ -438,7 +440,7 @@ def walk(
         )
         parts = part_boxes(prev, params.split_parts) if params.split_parts > 0 else []
         if len(parts) >= 2:
-            boxes = [grown(pixel_extent(b)) for b in parts]
+            boxes = [grown(b) for b in parts]
             if bound is not None:
                 boxes = [clamp_box(b, bound) for b in boxes]
             split = unite([predict_box(predict_z, b, jitter_px, shape) for b in boxes])
@@ -486,7 +488,7 @@ def walk(
                 return
             box = pixel_extent(fallback_box)
         else:
-            box = grown(pixel_extent(box))
+            box = grown(box)
             if bound is not None:
                 box = clamp_box(box, bound)
 
