@@ -169,3 +169,82 @@ def test_a_small_structure_that_the_model_fills_its_box_with_stays_small():
     params = PropagationParams(margin_rel=0.2, max_growth=100.0)
     steps = [s for s in walk(0, wide, 1, 1, fills_its_box, margin_px=2.0, params=params)]
     assert int(steps[0].mask.any(axis=0).sum()) == 44  # the full 2 px a side
+
+
+def _cone_model(shape, radius_at_zero: float):
+    """A model whose logits fall by 1 a pixel away from the image centre, 0 at
+    ``radius_at_zero`` pixels, and that sees nothing outside its box: its mask at threshold t
+    is the disk of radius ``radius_at_zero - t`` (within the box)."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    cone = (radius_at_zero - np.hypot(yy - 32, xx - 32)).astype(np.float32)
+
+    def predict(z, *, box, **_):
+        x0, y0, x1, y1 = box
+        inside = (xx >= x0) & (xx + 1 <= x1 + 1e-6) & (yy >= y0) & (yy + 1 <= y1 + 1e-6)
+        logits = np.where(inside, cone, -10.0).astype(np.float32)[None]
+        return Prediction(logits > 0, np.array([0.9], np.float32), logits, logits=logits)
+
+    return predict
+
+
+def test_a_small_structure_whose_mask_grows_past_the_limit_is_thresholded_higher():
+    """The model draws a disk one pixel wider than the structure (radius 4 for 3) in the box
+    the walk gives it: without the rule every mask is that disk, 80 % larger; with it the
+    logits are thresholded at 1 (0.5 still gives 37 pixels), and the mask is the structure
+    again."""
+    shape = (64, 64)
+    seed = disk(shape, 32, 32, 2.9)  # 25 pixels, 5 across: the model's mask at 1
+    areas = {}
+    for growth in (0.0, 0.1):
+        params = PropagationParams(max_small_growth=growth, max_growth=100.0)
+        steps = walk(0, seed, 1, 2, _cone_model(shape, 4.0), margin_px=2.0, params=params)
+        areas[growth] = [int(s.mask.sum()) for s in steps if isinstance(s, Step)]
+    assert all(a > 1.5 * seed.sum() for a in areas[0.0])
+    assert areas[0.1] == [int(seed.sum())] * 2
+
+
+def test_large_structures_and_models_without_logits_keep_their_masks():
+    """Boxes wider than ``small_side_px`` are not touched (a large organ's mask may grow
+    from one slice to the next), nor are predictions without full-resolution logits."""
+    from slicesam.engine.propagation import BoxPrediction, within_growth
+
+    shape = (64, 64)
+    seed = disk(shape, 32, 32, 10)
+    params = PropagationParams(max_small_growth=0.1, max_growth=100.0)
+    steps = walk(0, seed, 1, 1, _cone_model(shape, 12.0), margin_px=2.0, params=params)
+    assert next(iter(steps)).mask.sum() > 1.3 * seed.sum()  # radius 12 for 10: untouched
+
+    mask = disk(shape, 32, 32, 5)
+    plain = BoxPrediction(mask, 0.9, np.zeros((8, 8), np.float32), 1.0)
+    assert (within_growth(plain, lambda m: m, limit=10) == mask).all()
+
+
+def test_the_growth_rule_is_on_for_ct_first_walks_only(two_balls, fake_model, monkeypatch):
+    """On for CT; a re-walk from a correction walks without it (a positive click may ask
+    for a larger object)."""
+    from slicesam.engine import session as session_module
+    from slicesam.engine.propagation import default_params
+    from slicesam.io.volume import Volume
+
+    assert default_params("CT").max_small_growth > 0
+    for modality in ("MR", "microscopy", None):
+        assert default_params(modality).max_small_growth == 0
+
+    seen = []
+
+    def spy(*args, params, **kwargs):
+        seen.append(params.max_small_growth)
+        return walk(*args, params=params, **kwargs)
+
+    monkeypatch.setattr(session_module, "walk", spy)
+    vol, _, _ = two_balls
+    sess = session_module.Session(Volume(data=vol, modality="CT"), model=fake_model)
+    obj = sess.new_object()
+    sess.add_box(obj, 10, (8, 10, 28, 30))
+    sess.propagate(obj)
+    first = list(seen)
+    seen.clear()
+    sess.add_point(obj, 7, 20, 18, positive=True)
+    sess.propagate(obj, from_slices=[7])
+    assert first and all(g == default_params("CT").max_small_growth for g in first)
+    assert seen and all(g == 0 for g in seen)

@@ -65,6 +65,8 @@ def test_litemedsam_loads_the_packaged_weights():
     pred = model.predict(emb, box=(24, 19, 50, 41))
     assert pred.masks.shape == (1, 64, 80) and pred.masks.dtype == bool
     assert pred.low_res_logits.shape == (1, 256, 256)
+    assert pred.logits is not None and pred.logits.shape == (1, 64, 80)
+    assert pred.logits.dtype == np.float32 and (pred.masks == (pred.logits > 0)).all()
     inside = pred.masks[0][20:40, 25:50].mean()
     outside = pred.masks[0][50:, :].mean()
     assert inside > 0.8 and outside < 0.05

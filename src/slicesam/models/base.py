@@ -39,11 +39,15 @@ class Prediction:
         scores: (K,) float32 predicted IoU (the model's own confidence).
         low_res_logits: (K, h, w) float32 logits at the model's low resolution; pass one of them
             back as ``mask_input`` (shape (h, w)) to refine.
+        logits: (K, H, W) float32 logits in the original slice frame (``masks`` is
+            ``logits > 0``), for re-thresholding a mask without decoding again; None from
+            models that have none.
     """
 
     masks: np.ndarray
     scores: np.ndarray
     low_res_logits: np.ndarray
+    logits: np.ndarray | None = None
 
 
 @runtime_checkable

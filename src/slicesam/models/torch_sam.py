@@ -186,11 +186,12 @@ class TorchSamFamilyModel:
                 dense_prompt_embeddings=dense,
                 multimask_output=multimask,
             )
-        logits = self._upsample(low_res, embedding)
+        logits = self._upsample(low_res, embedding)[0].float().cpu().numpy()
         return Prediction(
-            masks=(logits > 0).cpu().numpy()[0],
+            masks=logits > 0,
             scores=iou[0].float().cpu().numpy(),
             low_res_logits=low_res[0].float().cpu().numpy(),
+            logits=logits,
         )
 
     def _upsample(self, low_res: torch.Tensor, emb: Embedding) -> torch.Tensor:
