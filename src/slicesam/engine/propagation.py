@@ -571,11 +571,10 @@ def walk(
 def within_growth(
     pred: BoxPrediction, finish: Callable[[np.ndarray], np.ndarray], limit: float
 ) -> np.ndarray:
-    """``finish(pred.mask)``, or where that holds more than ``limit`` pixels, the
-    prediction's logits thresholded at the first of :data:`GROWTH_THRESHOLDS` whose
-    finished mask holds no more (the highest one whose mask is not empty when none does;
-    ``pred.mask`` as it is when the prediction has no logits). ``finish`` turns a raw (y, x)
-    mask into the walk's (erosion, trim). See
+    """``finish(pred.mask)``, or where that holds more than ``limit`` pixels and the
+    prediction has logits, the finished mask of its logits thresholded at the first of
+    :data:`GROWTH_THRESHOLDS` that holds no more (at the highest one whose mask is not empty
+    when none does). ``finish`` turns a raw (y, x) mask into the walk's (erosion, trim). See
     :attr:`PropagationParams.max_small_growth`."""
     mask = finish(pred.mask)
     if mask.sum() <= limit or pred.logits is None:
