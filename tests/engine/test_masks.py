@@ -219,9 +219,39 @@ def test_large_structures_and_models_without_logits_keep_their_masks():
     assert (within_growth(plain, lambda m: m, limit=10) == mask).all()
 
 
-def test_the_growth_rule_is_on_for_ct_first_walks_only(two_balls, fake_model, monkeypatch):
-    """On for CT; a re-walk from a correction walks without it (a positive click may ask
-    for a larger object)."""
+def _box_recorder(shape):
+    """A model that draws the disk of radius 3 at the image centre inside whatever box it
+    gets, recording the boxes."""
+    boxes = []
+    blob = disk(shape, 32, 32, 3)
+
+    def predict(z, *, box, **_):
+        boxes.append(tuple(box))
+        logits = np.where(blob, 5.0, -5.0).astype(np.float32)[None]
+        return Prediction(blob[None], np.array([0.9], np.float32), logits)
+
+    return blob, boxes, predict
+
+
+def test_a_small_structures_next_box_runs_from_its_pixel_centres():
+    """With ``small_box_inset`` 0.5 a small mask's next box is 0.5 px a side tighter (from the
+    outermost pixel centres), unless the object's masks are eroded (the erosion tightened
+    them already) or the box is wider than ``small_side_px``."""
+    shape = (64, 64)
+    blob, boxes, predict = _box_recorder(shape)  # 7 px across: pixel extent 29-36
+    for inset, erode, side in ((0.0, 0, 12.0), (0.5, 0, 12.0), (0.5, 1, 12.0), (0.5, 0, 6.0)):
+        boxes.clear()
+        params = PropagationParams(small_box_inset=inset, small_side_px=side)
+        list(walk(0, blob, 1, 1, predict, margin_px=1.0, params=params, erode_px=erode))
+        widths = boxes[0][2] - boxes[0][0]
+        assert widths == (6.0 if (inset, erode, side) == (0.5, 0, 12.0) else 7.0) + 2.0
+
+
+def test_the_small_structure_rules_are_on_for_ct_first_walks_only(
+    two_balls, fake_model, monkeypatch
+):
+    """The growth limit and the box inset are on for CT; a re-walk from a correction walks
+    without them (a positive click may ask for a larger object)."""
     from slicesam.engine import session as session_module
     from slicesam.engine.propagation import default_params
     from slicesam.io.volume import Volume
@@ -229,11 +259,12 @@ def test_the_growth_rule_is_on_for_ct_first_walks_only(two_balls, fake_model, mo
     assert default_params("CT").max_small_growth > 0
     for modality in ("MR", "microscopy", None):
         assert default_params(modality).max_small_growth == 0
+        assert default_params(modality).small_box_inset == 0
 
     seen = []
 
     def spy(*args, params, **kwargs):
-        seen.append(params.max_small_growth)
+        seen.append((params.max_small_growth, params.small_box_inset))
         return walk(*args, params=params, **kwargs)
 
     monkeypatch.setattr(session_module, "walk", spy)
@@ -246,5 +277,7 @@ def test_the_growth_rule_is_on_for_ct_first_walks_only(two_balls, fake_model, mo
     seen.clear()
     sess.add_point(obj, 7, 20, 18, positive=True)
     sess.propagate(obj, from_slices=[7])
-    assert first and all(g == default_params("CT").max_small_growth for g in first)
-    assert seen and all(g == 0 for g in seen)
+    ct = default_params("CT")
+    assert ct.small_box_inset > 0
+    assert first and all(p == (ct.max_small_growth, ct.small_box_inset) for p in first)
+    assert seen and all(p == (0, 0) for p in seen)

@@ -799,8 +799,11 @@ class Session:
             # a re-walk from a correction goes only as far as it improves the result: it does
             # not step over a slice where it would stop; inside the object it may use its
             # own intensity-rise threshold, past the object's ends it keeps the first walk's;
-            # it may grow a small structure (a positive click asks for that)
-            past_end_params = replace(self.params, bridge_gap=0, max_small_growth=0.0)
+            # it may grow a small structure (a positive click asks for that) and keeps the
+            # full margin around it
+            past_end_params = replace(
+                self.params, bridge_gap=0, max_small_growth=0.0, small_box_inset=0.0
+            )
             walk_params = self.params
             if partial:
                 walk_params = replace(
