@@ -273,6 +273,20 @@ def test_restore_keeps_the_sessions_click_edits(tmp_path, two_balls, fake_model)
     assert Session(vol, model=fake_model).click_edits == ClickEdits()  # the CT/None default
 
 
+def test_a_sidecar_from_before_an_edit_existed_replays_without_it():
+    """Click edits recorded before ``remnant_width`` existed restore with it off (the
+    behaviour they were recorded with); recorded ones keep their value."""
+    from dataclasses import asdict
+
+    from slicesam.engine.autosave import click_edits_of
+    from slicesam.engine.clicks import ClickEdits
+
+    old = {k: v for k, v in asdict(ClickEdits()).items() if not k.startswith("remnant_")}
+    assert click_edits_of({"click_edits": old}).remnant_width == 0
+    assert click_edits_of({"click_edits": asdict(ClickEdits())}) == ClickEdits()
+    assert click_edits_of({}) is None
+
+
 def test_restore_checks_the_image_and_warns_about_other_weights(tmp_path, two_balls, fake_model):
     vol, a, _ = two_balls
     side = tmp_path / "s.slicesam"

@@ -298,11 +298,20 @@ def check_volume(header: dict[str, Any], volume: Volume | np.ndarray) -> None:
         )
 
 
+#: :class:`ClickEdits` fields added after sidecars recorded click edits, with the value that
+#: reproduces what a sidecar written without them did (the edit was not there yet).
+CLICK_EDITS_ADDED = {"remnant_width": 0}
+
+
 def click_edits_of(settings: dict[str, Any]) -> ClickEdits | None:
     """The click edits a sidecar's settings record (None: the modality's defaults; sidecars
-    written before click edits existed)."""
+    written before click edits existed). Fields the record lacks take the value that
+    reproduces it (:data:`CLICK_EDITS_ADDED`), so that ``slicesam replay`` of an older
+    journal gives the labels it recorded."""
     stored = settings.get("click_edits")
-    return ClickEdits(**stored) if stored else None
+    if not stored:
+        return None
+    return ClickEdits(**{**CLICK_EDITS_ADDED, **stored})
 
 
 def settings_of(header: dict[str, Any], state: JournalState) -> tuple[PropagationParams, str]:
