@@ -59,6 +59,11 @@ def pixel_extent(box: BoxXYXY) -> BoxXYXY:
     return x0, y0, x1 + 1.0, y1 + 1.0
 
 
+def shorter_side(box: BoxXYXY) -> float:
+    """The shorter of a box's width and height (same units as the box)."""
+    return min(box[2] - box[0], box[3] - box[1])
+
+
 def expand_box(box: BoxXYXY, margin: float, shape: tuple[int, int], edge: float = 0.0) -> BoxXYXY:
     """Grow ``box`` by ``margin`` pixels on each side, clipped to a (height, width) slice
     (its last pixel index plus ``edge``: 1 for a box in pixel-extent coordinates)."""

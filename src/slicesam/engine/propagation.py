@@ -24,6 +24,7 @@ from .masks import (
     expand_box,
     part_boxes,
     pixel_extent,
+    shorter_side,
 )
 
 
@@ -463,13 +464,16 @@ def walk(
     def in_range(zz: int) -> bool:
         return (zz <= last_z) if direction > 0 else (zz >= last_z)
 
+    def small(box: BoxXYXY) -> bool:
+        """Whether a box is that of a small structure (``params.small_side_px``)."""
+        return shorter_side(box) <= params.small_side_px
+
     def grown(part: BoxXYXY) -> BoxXYXY:
         """A next-slice box: a mask part's inclusive-index box as a pixel extent, plus the
         margin (less ``params.small_box_inset`` on a small structure)."""
         extent = pixel_extent(part)
         margin = next_box_margin(extent, margin_px, params.margin_rel)
-        small = min(extent[2] - extent[0], extent[3] - extent[1]) <= params.small_side_px
-        if params.small_box_inset > 0 and erode_px == 0 and small:
+        if params.small_box_inset > 0 and erode_px == 0 and small(extent):
             margin = max(0.0, margin - params.small_box_inset)
         return expand_box(extent, margin, shape, edge=1.0)
 
@@ -505,8 +509,7 @@ def walk(
             return mask
 
         limit = float("inf")
-        small = min(box[2] - box[0], box[3] - box[1]) <= params.small_side_px
-        if params.max_small_growth > 0 and prev_area and small:
+        if params.max_small_growth > 0 and prev_area and small(box):
             limit = (1.0 + params.max_small_growth) * prev_area
         pred.mask = within_growth(pred, finish, limit)
         if constrained:
@@ -612,8 +615,7 @@ def next_box_margin(extent: BoxXYXY, margin_px: float, rel: float) -> float:
     (:attr:`PropagationParams.margin_rel`)."""
     if rel <= 0:
         return margin_px
-    side = min(extent[2] - extent[0], extent[3] - extent[1])
-    return min(margin_px, rel * side)
+    return min(margin_px, rel * shorter_side(extent))
 
 
 def stop_reason(
