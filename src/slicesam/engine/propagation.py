@@ -144,8 +144,9 @@ class PropagationParams:
             First walks only: a re-walk from a correction may grow the object, which is
             what a positive click asks for. 0 = off (the default; :func:`default_params`
             sets :data:`CT_MAX_SMALL_GROWTH` for CT).
-        small_box_inset: in a first walk, where a next-slice box is at most ``small_side_px``
-            pixels across and the object's masks are not eroded (``erode_px`` 0: its mask
+        small_box_inset: in a first walk, where the mask a next-slice box is made from is at
+            most ``small_side_px`` pixels across (its pixel extent's shorter side, before the
+            margin) and the object's masks are not eroded (``erode_px`` 0: its mask
             on the boxed slice did not reach past the user's box), the box's margin is this
             many pixels less (not below 0): with 0.5 the box runs from the mask's outermost
             pixel centres, as a tight user box does (BENCHMARK.md), rather than from their
@@ -153,7 +154,8 @@ class PropagationParams:
             CT aorta's P2 0.853 -> 0.887, the IVC's 0.880 -> 0.904). Re-walks from a
             correction keep the full margin, as for ``max_small_growth``. 0 = off (the
             default; :func:`default_params` sets :data:`CT_SMALL_BOX_INSET` for CT).
-        small_side_px: see ``max_small_growth`` and ``small_box_inset``.
+        small_side_px: see ``max_small_growth`` (which measures the next-slice box, margin
+            included) and ``small_box_inset`` (which measures the mask's extent).
 
     The defaults were chosen with ``benchmarks/`` on the open datasets (BENCHMARKS.md): mask
     logits or interior points as extra prompts lower LiteMedSAM's P1 3D Dice on 4 of the 5
