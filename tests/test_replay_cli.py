@@ -15,6 +15,7 @@ import slicesam
 from slicesam.cli import main
 from slicesam.engine import Session
 from slicesam.io import load_volume
+from slicesam.prompts import Box, Point, Scribble
 
 
 def box_of(mask2d: np.ndarray, pad: int = 1):
@@ -51,6 +52,10 @@ def work(sess: Session, a: np.ndarray, b: np.ndarray) -> None:
     sess.add_lasso(three, 7, [[18.0, 40.0], [18.0, 52.0], [30.0, 52.0], [30.0, 40.0]])
     sess.add_scribble(three, 9, [[20.0, 46.0], [28.0, 46.0]], positive=False)
     sess.postprocess(three, keep_largest=True, fill_holes=True, per_slice=False)
+    sess.correct(one, Point(11, 20.0, 18.0, positive=False))  # click + re-walk: one action
+    sess.correct(one, Box(13, *box_of(a[13])), cancel=lambda: True)  # re-walk cancelled
+    sess.undo()
+    sess.correct(three, Scribble(9, ((22.0, 44.0), (26.0, 48.0))), repropagate=False)
 
 
 def test_replay_gives_the_identical_labels(tmp_path, two_balls, fake_cls):
@@ -63,7 +68,7 @@ def test_replay_gives_the_identical_labels(tmp_path, two_balls, fake_cls):
     assert result.identical, str(result)
     assert np.array_equal(result.labels, sess.labels)
     assert result.session.objects == sess.objects
-    assert result.actions == 23 and result.first_divergence is None
+    assert result.actions == 27 and result.first_divergence is None
     assert "identical" in str(result)
 
 
@@ -146,7 +151,7 @@ def test_cli_replay_writes_the_labels(
     out = tmp_path / "replayed.tif"
     assert main(["replay", str(tif_image), "--out", str(out)]) == 0
     captured = capsys.readouterr()
-    assert "replayed 23 actions" in captured.out and "identical" in captured.out
+    assert "replayed 27 actions" in captured.out and "identical" in captured.out
     assert "model fake" in captured.err
     assert np.array_equal(load_volume(out).data, sess.labels)
     sidecar = tif_image.with_name("balls.tif.slicesam")

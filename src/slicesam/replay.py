@@ -129,7 +129,7 @@ def replay_session(
         resolve_sidecar,
         source_volume,
     )
-    from .engine.journal import load_labels, load_npz, read_journal
+    from .engine.journal import load_labels, load_npz, prompt_from_json, read_journal
     from .engine.propagation import PropagationParams
     from .engine.session import Session
 
@@ -212,6 +212,10 @@ def replay_session(
             zs = _apply_edits(sess, folder / rec["edits"], seq) if rec.get("edits") else []
             sess.sync_external_edits(args.get("name", "paint"), slices=zs or res)
         else:
+            if op == "correct":
+                args["prompt"] = prompt_from_json(args["prompt"])
+                if isinstance(res, dict) and res.get("rewalk_cancelled"):
+                    args["repropagate"] = False  # the re-walk was cancelled: only the prompt
             method = getattr(sess, op, None)
             if method is None:
                 raise SliceSamError(f"action {seq}: this slicesam has no session action {op!r}")

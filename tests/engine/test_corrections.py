@@ -13,6 +13,7 @@ from slicesam.engine.propagation import PropagationParams
 from slicesam.engine.session import INTERPOLATED_CONFIDENCE, Session
 from slicesam.errors import PromptError
 from slicesam.metrics import dice
+from slicesam.prompts import Box, Lasso, Point
 
 
 def _disk(shape, cy, cx, r):
@@ -391,3 +392,57 @@ def test_emptying_a_slice_clears_what_lies_past_it_up_to_an_earlier_emptied_one(
         sess.propagate(obj, from_slices=[zz])
     kept = (sess.labels == obj).any(axis=(1, 2))
     assert kept[:10].all() and not kept[10:].any()
+
+
+def test_a_correction_and_its_rewalk_are_one_undo_step(two_balls, fake_model):
+    vol, a, _ = two_balls
+    sess = Session(vol, model=fake_model)
+    obj = sess.new_object()
+    sess.add_box(obj, 10, (8, 10, 28, 30))
+    sess.propagate(obj)
+    before, objects_before = sess.labels.copy(), sess.objects
+    # a negative click on slice 12 removes the ball there; the re-walk ends the object there
+    result = sess.correct(obj, Point(12, 20.0, 18.0, positive=False))
+    assert not result.mask.any()
+    assert result.summary is not None and not result.summary.cancelled
+    assert (before[13:] == obj).any() and not (sess.labels[13:] == obj).any()  # the re-walk
+    assert sess.objects[obj].prompts[12].points[-1] == Point(12, 20.0, 18.0, False)
+    after = sess.labels.copy()
+    assert sess.undo()  # ONE undo: the click, its mask and the re-walk are gone
+    np.testing.assert_array_equal(sess.labels, before)
+    assert sess.objects == objects_before
+    assert sess.redo()
+    np.testing.assert_array_equal(sess.labels, after)
+    assert sess.undo() and sess.undo()  # then the propagation
+    assert np.flatnonzero((sess.labels == obj).any(axis=(1, 2))).tolist() == [10]
+
+
+def test_a_correction_without_propagated_slices_does_not_rewalk(two_balls, fake_model):
+    vol, a, _ = two_balls
+    sess = Session(vol, model=fake_model)
+    obj = sess.new_object()
+    result = sess.correct(obj, Box(10, 8, 10, 28, 30))
+    assert result.summary is None and result.mask.any()
+    assert np.flatnonzero((sess.labels == obj).any(axis=(1, 2))).tolist() == [10]
+    sess.propagate(obj)
+    kept = sess.labels.copy()
+    sess.correct(obj, Lasso(6, ((14.0, 12.0), (14.0, 24.0), (26.0, 24.0), (26.0, 12.0))),
+                 repropagate=False)  # fmt: skip
+    changed = np.flatnonzero((sess.labels != kept).any(axis=(1, 2))).tolist()
+    assert changed in ([], [6])  # only the prompted slice may change
+    with pytest.raises(PromptError, match="Box, Point, Scribble or Lasso"):
+        sess.correct(obj, (10, 8, 10, 28, 30))
+
+
+def test_a_cancelled_rewalk_keeps_the_prompt_as_one_step(two_balls, fake_model):
+    vol, a, _ = two_balls
+    sess = Session(vol, model=fake_model)
+    obj = sess.new_object()
+    sess.add_box(obj, 10, (8, 10, 28, 30))
+    sess.propagate(obj)
+    before = sess.labels.copy()
+    result = sess.correct(obj, Point(12, 20.0, 18.0, positive=False), cancel=lambda: True)
+    assert result.summary.cancelled and not (sess.labels[12] == obj).any()
+    assert "cancelled" in str(result)
+    sess.undo()
+    np.testing.assert_array_equal(sess.labels, before)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,14 +49,43 @@ class Action:
 
 
 class History:
-    """A bounded undo stack with redo; recording a new action clears the redo stack."""
+    """A bounded undo stack with redo; recording a new action clears the redo stack.
+
+    Actions recorded inside :meth:`group` become one undo step.
+    """
 
     def __init__(self, max_actions: int = 200) -> None:
         self.max_actions = max_actions
         self._undo: list[Action] = []
         self._redo: list[Action] = []
+        self._group: Action | None = None
+        self._group_depth = 0
+
+    @contextmanager
+    def group(self, name: str) -> Iterator[None]:
+        """Record the actions of the ``with`` block as one action named ``name`` (nothing
+        when none was recorded). Re-entrant: an inner group joins the outer one."""
+        self._group_depth += 1
+        if self._group_depth == 1:
+            self._group = Action(name)
+        try:
+            yield
+        finally:
+            self._group_depth -= 1
+            if self._group_depth == 0:
+                merged, self._group = self._group, None
+                if merged is not None and merged.state_after is not None:
+                    self.record(merged)
 
     def record(self, action: Action) -> None:
+        group = self._group
+        if group is not None:
+            # applied in order on redo and in reverse on undo, so diffs simply concatenate
+            if group.state_after is None:
+                group.state_before = action.state_before
+            group.diffs.extend(action.diffs)
+            group.state_after = action.state_after
+            return
         self._undo.append(action)
         if len(self._undo) > self.max_actions:
             del self._undo[0]

@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from ..errors import SliceSamError
-from ..prompts import Box, Point
+from ..prompts import Box, Lasso, Point, Scribble
 from .objects import SegObject, SlicePrompts
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -82,10 +82,29 @@ class JournalError(SliceSamError):
 
 
 # -- JSON conversion -------------------------------------------------------------------------------
+#: The prompt classes by the ``kind`` tag their JSON carries.
+PROMPT_KINDS: dict[str, type] = {"box": Box, "point": Point, "scribble": Scribble, "lasso": Lasso}
+
+
+def prompt_from_json(doc: dict[str, Any]) -> Box | Point | Scribble | Lasso:
+    """The prompt a :func:`to_jsonable` dict with a ``kind`` tag describes."""
+    fields = {k: v for k, v in doc.items() if k != "kind"}
+    kind = PROMPT_KINDS.get(doc.get("kind"))  # type: ignore[arg-type]
+    if kind is None:
+        raise SliceSamError(f"unknown prompt kind {doc.get('kind')!r}")
+    if "points" in fields:
+        fields["points"] = tuple(tuple(float(c) for c in p) for p in fields["points"])
+    return kind(**fields)
+
+
 def to_jsonable(value: Any) -> Any:
-    """``value`` as plain JSON types (numpy scalars and arrays, tuples, paths, dataclasses)."""
+    """``value`` as plain JSON types (numpy scalars and arrays, tuples, paths, dataclasses;
+    a prompt dataclass gets a ``kind`` tag: :func:`prompt_from_json`)."""
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
+    for kind, cls in PROMPT_KINDS.items():
+        if type(value) is cls:
+            return {"kind": kind, **to_jsonable(dataclasses.asdict(value))}
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
@@ -696,6 +715,9 @@ def _last_action(session: Session) -> Any:
 def _result_json(result: Any) -> Any:
     if result is None or isinstance(result, np.ndarray):
         return None
+    if hasattr(result, "summary") and hasattr(result, "mask"):  # Session.correct's Correction
+        summary = result.summary
+        return {"rewalk_cancelled": bool(summary is not None and summary.cancelled)}
     if hasattr(result, "cancelled"):  # PropagationSummary and the like
         return {"cancelled": bool(result.cancelled), "slices": to_jsonable(result.slices)}
     if isinstance(result, (bool, int, np.integer, list, tuple)):

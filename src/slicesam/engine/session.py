@@ -24,7 +24,7 @@ from ..io.volume import Volume
 from ..metrics import dice
 from ..models.base import Embedding, Prediction, SegmentationModel
 from ..models.yield_points import set_yield_hook
-from ..prompts import Box, Point, make_box
+from ..prompts import Box, Lasso, Point, Scribble, make_box
 from ..quality import ObjectStats, keep_largest_component, object_stats
 from ..quality import fill_holes as fill_holes_of
 from .cache import EmbeddingCache, volume_fingerprint
@@ -110,6 +110,27 @@ class PropagationSummary:
             f"object {self.label_id}: {len(self.slices)} slices written ({span}), "
             f"mean confidence {mean:.2f}, {self.seconds:.1f} s; " + "; ".join(self.stops)
         )
+
+
+@dataclass
+class Correction:
+    """What :meth:`Session.correct` did.
+
+    Attributes:
+        mask: the object's (y, x) bool mask on the prompted slice after the prompt.
+        summary: the re-walk from that slice, or None when there was none (the object had no
+            propagated slices, or ``repropagate`` was off).
+    """
+
+    mask: np.ndarray
+    summary: PropagationSummary | None = None
+
+    def __str__(self) -> str:
+        return "no re-walk" if self.summary is None else f"re-walk: {self.summary}"
+
+
+#: A prompt :meth:`Session.correct` takes.
+Prompt = Box | Point | Scribble | Lasso
 
 
 class Session:
@@ -519,6 +540,62 @@ class Session:
             return self._write_user_slice(
                 target, z, mask, score, logits, before, f"click {sign} on {z}", edit
             )
+
+    @interactive
+    @journaled
+    def correct(
+        self,
+        obj: int,
+        prompt: Prompt,
+        *,
+        repropagate: bool = True,
+        progress: Callable[[int, int], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ) -> Correction:
+        """Apply one user prompt and update the neighbouring slices, as ONE undo step.
+
+        The prompt is applied as :meth:`add_box`, :meth:`add_point`, :meth:`add_scribble` or
+        :meth:`add_lasso` would; then, when ``obj`` already has propagated slices and
+        ``repropagate`` is True, it re-walks outward from the prompt's slice
+        (``propagate(obj, from_slices=[prompt.z])``), changing slices only as far as the
+        result changes. :meth:`undo` takes back the prompt and its re-walk together.
+
+        Args:
+            obj: label id.
+            prompt: a :class:`~slicesam.prompts.Box`, :class:`~slicesam.prompts.Point`,
+                :class:`~slicesam.prompts.Scribble` or :class:`~slicesam.prompts.Lasso` in
+                volume voxel coordinates (z, y, x).
+            repropagate: re-walk from the prompt's slice when the object was propagated.
+            progress, cancel: as for :meth:`propagate` (a cancelled re-walk changes nothing;
+                the prompt stays).
+        """
+        with self._lock:
+            target = self._get(obj)
+            rewalk = repropagate and target.has_derived_slices()
+            if isinstance(prompt, Box):
+                name, apply = f"box on {prompt.z}", lambda: self.add_box(obj, prompt.z, prompt.xyxy)
+            elif isinstance(prompt, Point):
+                name = f"click {'+' if prompt.positive else '-'} on {prompt.z}"
+                apply = lambda: self.add_point(  # noqa: E731
+                    obj, prompt.z, prompt.y, prompt.x, prompt.positive
+                )
+            elif isinstance(prompt, (Scribble, Lasso)):
+                add = self.add_scribble if isinstance(prompt, Scribble) else self.add_lasso
+                name = f"{type(prompt).__name__.lower()} {'+' if prompt.positive else '-'}"
+                name += f" on {prompt.z}"
+                apply = lambda: add(obj, prompt.z, prompt.points, prompt.positive)  # noqa: E731
+            else:
+                raise PromptError(
+                    f"a correction is a Box, Point, Scribble or Lasso, got {type(prompt).__name__}"
+                )
+            with self._history.group(name + (" + re-walk" if rewalk else "")):
+                mask = apply()
+                summary = None
+                if rewalk:
+                    summary = self.propagate(
+                        obj, from_slices=[prompt.z], progress=progress, cancel=cancel
+                    )
+            return Correction(mask, summary)
 
     def _stroke(self, z: int, points, what: str) -> np.ndarray:
         """A stroke's (N, 2) (y, x) vertices, clipped to the slice; an error when none of it
