@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from slicesam._napari.widget import SHORTCUTS, SliceSamWidget
+from slicesam.errors import PromptError
 from slicesam.io import Volume, load_volume
 
 pytestmark = [
@@ -388,3 +389,98 @@ def test_download_button_fetches_missing_weights(make_napari_viewer, qtbot, tmp_
     assert "downloaded mobilesam" in widget.status_label.text()
     assert "weights:" in widget.weights_label.text() and not widget.fetch_button.isEnabled()
     assert widget.progress.value() == 2
+
+
+def test_only_3d_grey_images_are_offered_and_others_get_a_notice(
+    make_napari_viewer, monkeypatch, fake_registry
+):
+    import slicesam._napari.widget as widget_module
+
+    shown = []
+    monkeypatch.setattr(widget_module, "show_warning", shown.append)
+    viewer = make_napari_viewer(show=True)
+    widget = SliceSamWidget(viewer)
+    viewer.add_image(np.zeros((20, 30)), name="flat")
+    viewer.add_image(np.zeros((5, 20, 30, 3), np.uint8), name="colour", rgb=True)
+    assert widget.image_combo.count() == 0
+    assert widget.start() is None
+    assert len(shown) == 1 and "3D" in shown[0] and "File > Open" in shown[0]
+    assert "cannot start" in widget.status_label.text()
+    viewer.add_image(np.zeros((4, 20, 30)), name="stack")
+    assert [widget.image_combo.itemText(i) for i in range(widget.image_combo.count())] == [
+        "stack"
+    ]
+
+
+def test_background_embedding_has_its_own_line(started, qtbot):
+    viewer, widget, a, _ = started
+    widget._set_status("propagating object 1: 3/19 slices")
+    widget.runner.background.emit("embedding slice 7")
+    qtbot.waitUntil(lambda: "embedding slice 7" in widget.embed_label.text(), timeout=5000)
+    assert widget.status_label.text() == "propagating object 1: 3/19 slices"
+    assert "slices embedded" in widget.embed_label.text()
+
+
+def test_a_correction_says_what_its_rewalk_did_and_undoes_in_one_step(started, qtbot):
+    viewer, widget, a, _ = started
+    widget.points_layer.add([[10, 20, 18]])
+    widget.wait()
+    assert "Propagate" in widget.status_label.text()
+    widget.propagate().wait()
+    propagated = widget.labels_layer.data.copy()
+    widget.toggle_polarity()
+    widget.points_layer.add([[12, 20, 18]])
+    widget.wait()
+    assert "+ re-walk: object 1" in widget.status_label.text()  # not overwritten by "done"
+    assert not np.array_equal(widget.labels_layer.data, propagated)
+    widget.undo().wait()
+    assert np.array_equal(widget.labels_layer.data, propagated)
+    assert len(widget.points_layer.data) == 1, "the negative click's dot went with it"
+    assert widget.status_label.text() == "undone: click - on 12 + re-walk"
+
+
+def test_scripts_wait_on_jobs_and_see_direct_session_calls(started, qtbot):
+    viewer, widget, a, _ = started
+    session = widget.session
+    obj = session.new_object("kidney")  # straight to the session, as a script may
+    session.add_box(obj, 10, (8, 10, 28, 30))
+    widget.wait()
+    assert widget.object_list.count() == 2 and "kidney" in widget.object_list.item(1).text()
+    assert (widget.labels_layer.data[10] == obj).any()
+    with pytest.raises(PromptError, match="no prompted slice"):
+        widget.propagate().wait(timeout=60)  # object 1 is still selected: the error comes back
+    widget.select_object(obj)
+    summary = widget.propagate().wait(timeout=60)
+    assert summary.slices and not widget.busy
+
+
+def test_restore_policy_answers_without_a_dialog(make_napari_viewer, tmp_path, fake_registry):
+    import nibabel as nib
+
+    data = np.full((6, 20, 24), -1000, np.int16)
+    data[1:5, 5:15, 6:18] = 60
+    path = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(data.T.copy(), np.diag([-0.8, -0.8, 2.0, 1.0])), path)
+    viewer = make_napari_viewer(show=True)
+    _open_scan(viewer, path)
+    first = SliceSamWidget(viewer)
+    first.start().wait()
+    add_box(first, 2, 5, 4, 19, 16)
+    first.wait()
+    made = first.labels_layer.data.copy()
+    first.close_session()
+
+    def never(sidecar):
+        raise AssertionError("a script's start must not open the restore dialog")
+
+    for policy, expect in (("restore", made), ("fresh", np.zeros_like(made))):
+        again = SliceSamWidget(viewer)
+        again.ask_restore = never
+        again.start(restore=policy).wait()
+        again.wait()
+        assert np.array_equal(again.labels_layer.data, expect)
+        again.close_session()
+    kept = [p.name for p in tmp_path.iterdir() if p.name.startswith("scan.nii.gz.slicesam")]
+    assert len(kept) == 2, f"one sidecar and one backup, got {kept}"
+    with pytest.raises(ValueError, match="restore must be one of"):
+        again.start(restore="maybe")

@@ -172,3 +172,44 @@ def test_thread_setup_runs_in_the_prefetch_thread():
     pre.stop()
     assert seen[0] == ("setup", "slicesam-prefetch")
     assert {name for _, name in seen} == {"slicesam-prefetch"}
+
+
+def test_stop_ends_a_forward_at_its_next_pause_point():
+    """Closing the viewer while a slice is being embedded: the forward stops at its next
+    pause point and the thread ends (a thread left inside torch at exit aborts Python)."""
+    from slicesam.models.yield_points import yield_point
+
+    started = threading.Event()
+
+    def endless_forward(z):
+        started.set()
+        while True:  # a forward that only ends when a pause point raises
+            yield_point()
+            time.sleep(0.001)
+
+    pre = Prefetcher(endless_forward, lambda z: False, n_slices=10)
+    pre.request(3)
+    assert started.wait(5)
+    (thread,) = [t for t in threading.enumerate() if t.name == "slicesam-prefetch"]
+    assert not thread.daemon, "a daemon thread would be killed inside the model at exit"
+    t0 = time.perf_counter()
+    assert pre.stop(timeout=5)
+    assert time.perf_counter() - t0 < 1.0 and not pre.alive
+    pre.request(4)  # stopped for good
+    assert not pre.alive
+
+
+def test_the_thread_ends_when_idle_and_starts_again_on_request():
+    done = []
+    pre = Prefetcher(done.append, lambda z: z in done, n_slices=4, radius=1, idle_exit_s=0.05)
+    assert not pre.alive  # nothing requested yet
+    pre.request(0)
+    deadline = time.time() + 5
+    while (pre.alive or len(done) < 2) and time.time() < deadline:
+        time.sleep(0.01)
+    assert sorted(done) == [0, 1] and not pre.alive
+    pre.request(3)
+    while (pre.alive or len(done) < 4) and time.time() < deadline:
+        time.sleep(0.01)
+    assert sorted(done) == [0, 1, 2, 3]
+    pre.stop()

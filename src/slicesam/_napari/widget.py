@@ -2,8 +2,13 @@
 
 No segmentation logic lives here: the widget turns Points/Shapes layer edits into
 :class:`~slicesam.engine.session.Session` calls, runs them off the GUI thread, and paints the
-results back. Importing this module does not import torch (the model loads when a session
-starts).
+results back whenever the session reports a change (so a script's direct session calls show
+too). Importing this module does not import torch (the model loads when a session starts).
+
+Scripting: :meth:`SliceSamWidget.start` and :meth:`SliceSamWidget.propagate` return a
+:class:`~slicesam._napari.jobs.Job` (``.wait()``); :meth:`SliceSamWidget.wait` waits for all
+queued work (e.g. the box a script added to the Shapes layer); ``restore=`` of
+:meth:`SliceSamWidget.start` ("ask", "restore", "fresh") answers the autosave question.
 
 Keyboard shortcuts (viewer-wide; napari's own Ctrl+Z stays the Labels brush undo):
 
@@ -21,12 +26,18 @@ Shift+S    save the labels next to the source
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import threading
+import warnings
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import Qt
+from napari.utils.notifications import show_info, show_warning
+from napari.viewer import Viewer
+from qtpy.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -47,7 +58,7 @@ from qtpy.QtWidgets import (
 )
 
 from slicesam._napari.axes import AXIS_NAMES, AxisMap
-from slicesam._napari.jobs import SerialRunner
+from slicesam._napari.jobs import Job, SerialRunner, process_events_until
 from slicesam._napari.layers import (
     NEGATIVE_COLOR,
     POSITIVE_COLOR,
@@ -63,11 +74,13 @@ from slicesam.errors import SliceSamError
 from slicesam.io import Volume, save_labels
 from slicesam.models.device import DEVICE_CHOICES
 from slicesam.models.registry import DEFAULT_MODEL, MODELS
+from slicesam.prompts import Lasso, Point, Scribble, make_box
 
 if TYPE_CHECKING:  # pragma: no cover
-    import napari
-
     from slicesam.engine.session import Session
+
+#: Answers to "restore the autosaved session?": ask the user, restore it, or start afresh.
+RESTORE_POLICIES = ("ask", "restore", "fresh")
 
 
 SHORTCUTS = {
@@ -94,6 +107,56 @@ def button_row(buttons: list[tuple[str, Any]]) -> QHBoxLayout:
     return row
 
 
+def unusable_reason(layer: Any) -> str | None:
+    """Why ``layer`` cannot be segmented in 3D (None when it can: a 3D greyscale Image)."""
+    from napari.layers import Image
+
+    if not isinstance(layer, Image):
+        return f"{layer.name!r} is a {type(layer).__name__} layer, not an image"
+    if layer.rgb:
+        return f"{layer.name!r} is an RGB image; SliceSAM segments greyscale volumes"
+    if layer.ndim != 3:
+        return f"{layer.name!r} has {layer.ndim} dimensions; SliceSAM needs a 3D (z, y, x) volume"
+    return None
+
+
+#: The model line's note when "auto" found no GPU (said there, not as a toast over the canvas).
+NO_GPU = "no GPU found"
+
+
+def quiet_device(model: str, device: str, notes: list[str]) -> str:
+    """``device`` with "auto" resolved (CUDA > MPS > CPU) without the CPU-fallback warning,
+    which napari would show as a notification over the canvas; :data:`NO_GPU` is put first
+    in ``notes`` instead. Models that need no torch keep ``device`` as it is."""
+    if device != "auto" or not MODELS[model].needs_torch:
+        return device
+    from slicesam.models.device import CpuFallbackWarning, resolve_device
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CpuFallbackWarning)
+        chosen = resolve_device("auto")
+    if chosen == "cpu":
+        notes.insert(0, NO_GPU)
+    return chosen
+
+
+class _Changes(QObject):
+    """Carries the session's change notices (from any thread) to the GUI thread."""
+
+    changed = Signal()
+
+
+def _shutdown_at_exit(widget_ref: weakref.ref) -> None:
+    widget = widget_ref()
+    if widget is not None:
+        widget.shutdown()
+
+
+def _said(verb: str):
+    """The status line of an undo/redo job's (action name, changed) result."""
+    return lambda result: f"{verb}: {result[0]}" if result[1] else f"nothing to be {verb}"
+
+
 def shortcut_help() -> str:
     return "\n".join(f"{key:8s} {text}" for key, (text, _) in SHORTCUTS.items())
 
@@ -105,9 +168,14 @@ class SliceSamWidget(QWidget):
         napari_viewer: the viewer (napari passes it).
     """
 
-    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+    _watched_window: QObject | None = None  # set before Qt may call eventFilter
+    _closed = False
+
+    def __init__(self, napari_viewer: Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
+        #: The answer to "restore the autosaved session?" when :meth:`start` is not given one.
+        self.restore_policy = "ask"
         self.session: Session | None = None
         self.axes = AxisMap(0)
         self.volume: Volume | None = None
@@ -116,20 +184,39 @@ class SliceSamWidget(QWidget):
         self.points_layer = None
         self.shapes_layer = None
         self.prefetcher = None
+        self._progress_label = "propagating"
         self.current_obj: int | None = None
         self.positive = True
         self.hidden: set[int] = set()
         self._rendering = False
         self._cancel = threading.Event()
-        self.runner = SerialRunner()
-        self.runner.message.connect(self._set_status)
-        self.runner.progress.connect(self._on_progress)
+        self._changes = _Changes()
+        self._changes.changed.connect(self._on_session_changed)
+        self._render_pending = False
+        self._open_runner()
         self._build_ui()
         self._refresh_image_choices()
         self.viewer.layers.events.inserted.connect(self._refresh_image_choices)
         self.viewer.layers.events.removed.connect(self._refresh_image_choices)
         self._bind_keys()
         self.setToolTip("Keyboard shortcuts:\n" + shortcut_help())
+
+    def _open_runner(self) -> None:
+        """The job runner, and the hooks that end background work when napari closes (a
+        model forward left running when the interpreter exits aborts the process)."""
+        from qtpy.QtWidgets import QApplication
+
+        self.runner = SerialRunner()
+        self.runner.message.connect(self._set_status)
+        self.runner.progress.connect(self._on_progress)
+        self.runner.background.connect(self._on_background)
+        me = weakref.ref(self)  # neither hook may keep the widget (and the viewer) alive
+        self._atexit = lambda: _shutdown_at_exit(me)
+        atexit.register(self._atexit)
+        self._app = QApplication.instance()
+        if self._app is not None:
+            self._app.aboutToQuit.connect(self._atexit)
+        self._closed = False
 
     # -- UI --------------------------------------------------------------------------------
     def _build_ui(self) -> None:
@@ -276,6 +363,14 @@ class SliceSamWidget(QWidget):
         self.status_label = QLabel("pick an image and press Start")
         self.status_label.setWordWrap(True)
         layout.addWidget(self.status_label)
+        self.embed_label = QLabel("")
+        self.embed_label.setWordWrap(True)
+        self.embed_label.setToolTip(
+            "slices around the one in view are embedded in the background, nearest first, "
+            "so that boxes and clicks there are answered at once"
+        )
+        self.embed_label.setStyleSheet("color: gray")
+        layout.addWidget(self.embed_label)
         layout.addStretch(1)
         self._update_polarity_button()
         self._update_weights_state()
@@ -286,10 +381,9 @@ class SliceSamWidget(QWidget):
             self.viewer.bind_key(key, lambda viewer, action=action: action(), overwrite=True)
 
     def _refresh_image_choices(self, event: Any = None) -> None:
-        from napari.layers import Image
-
+        """Offer the layers SliceSAM can segment: 3D greyscale images."""
         current = self.image_combo.currentText()
-        names = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
+        names = [layer.name for layer in self.viewer.layers if unusable_reason(layer) is None]
         self.image_combo.blockSignals(True)
         self.image_combo.clear()
         self.image_combo.addItems(names)
@@ -299,6 +393,12 @@ class SliceSamWidget(QWidget):
         elif active is not None and active.name in names:
             self.image_combo.setCurrentText(active.name)
         self.image_combo.blockSignals(False)
+        self.image_combo.setToolTip(
+            "3D greyscale image layers"
+            if names
+            else "no 3D greyscale image open: File > Open "
+            "a NIfTI or TIFF volume (with SliceSAM), or File > Open Sample > SliceSAM"
+        )
 
     def _update_weights_state(self) -> None:
         """Say whether the selected model's weights are here; offer the download if not."""
@@ -354,7 +454,21 @@ class SliceSamWidget(QWidget):
     def _on_progress(self, done: int, total: int) -> None:
         self.progress.setMaximum(max(total, 1))
         self.progress.setValue(done)
-        self._set_status(f"propagating: {done}/{total} slices")
+        self._set_status(f"{self._progress_label}: {done}/{total} slices")
+
+    def _on_background(self, text: str) -> None:
+        """The background embedding's state, on its own line (never over the action's)."""
+        session = self.session
+        if session is None:
+            self.embed_label.setText("")
+            return
+        ready = f"{len(session.cache)}/{session.shape[0]} slices embedded"
+        if text.startswith("embedding slice"):
+            self.embed_label.setText(f"background: {text} ({ready})")
+        elif text == "idle":
+            self.embed_label.setText(f"background: idle ({ready})")
+        else:
+            self.embed_label.setText(f"background: {text}")
 
     def _error(self, exc: BaseException) -> None:
         message = str(exc) if isinstance(exc, SliceSamError) else f"{type(exc).__name__}: {exc}"
@@ -365,18 +479,39 @@ class SliceSamWidget(QWidget):
         self._render()
 
     # -- session ---------------------------------------------------------------------------
-    def start(self) -> None:
-        """Start a session on the chosen image layer (the model loads in the background)."""
-        from napari.layers import Image
+    def start(self, restore: str | None = None) -> Job | None:
+        """Start a session on the chosen image layer (the model loads in the background).
 
+        Args:
+            restore: what to do with an autosaved session of this image: "ask" (a dialog),
+                "restore" it, or start "fresh" (it is kept as the one backup beside it);
+                None for :attr:`restore_policy`.
+
+        Returns:
+            the job's handle (``.wait()`` returns the session), or None when there is no
+            usable image (a notification says what to do).
+        """
+        policy = self.restore_policy if restore is None else restore
+        if policy not in RESTORE_POLICIES:
+            raise ValueError(f"restore must be one of {RESTORE_POLICIES}, got {policy!r}")
         name = self.image_combo.currentText()
-        if not name or name not in self.viewer.layers:
-            self._set_status("no image layer: open a volume first (File > Open, or a sample)")
-            return
-        layer = self.viewer.layers[name]
-        if not isinstance(layer, Image) or layer.ndim != 3 or layer.rgb:
-            self._set_status(f"layer {name!r} is not a 3D grey image")
-            return
+        layer = self.viewer.layers[name] if name and name in self.viewer.layers else None
+        reason = "no image is open" if layer is None else unusable_reason(layer)
+        if reason is not None:
+            others = [lay.name for lay in self.viewer.layers if unusable_reason(lay) is None]
+            advice = (
+                f"pick one of {', '.join(map(repr, others))}"
+                if others
+                else "open a 3D volume (File > Open: NIfTI or TIFF stack, or File > Open "
+                "Sample > SliceSAM)"
+            )
+            message = f"SliceSAM cannot start: {reason}; {advice}."
+            self._set_status(message)
+            show_warning(message)
+            return None
+        if self._closed:  # shut down (its dock was closed) and shown again
+            self._open_runner()
+        self._watch_window()
         self.close_session()
         self.image_layer = layer
         self.axes = AxisMap(self.axis_combo.currentIndex())
@@ -401,15 +536,22 @@ class SliceSamWidget(QWidget):
             from slicesam.engine.autosave import find_autosave
 
             earlier = find_autosave(source if source else session_volume)
-        restore = earlier is not None and self.ask_restore(earlier)
+        if earlier is None or policy == "fresh":
+            restore_it = False
+        elif policy == "restore":
+            restore_it = True
+        else:
+            restore_it = self.ask_restore(earlier)
         self.start_button.setEnabled(False)
         self._set_status(f"loading {model}…")
+        notes: list[str] = []
 
         def job():
             from slicesam.engine.autosave import start_autosave
             from slicesam.engine.session import Session
 
-            if restore:
+            chosen = quiet_device(model, device, notes)
+            if restore_it:
                 try:
                     return Session.restore(
                         earlier,
@@ -417,35 +559,42 @@ class SliceSamWidget(QWidget):
                         volume=session_volume,
                         labels=self.axes.view(labels),
                         checkpoint=checkpoint,
-                        device=device,
+                        device=chosen,
                     )
                 except SliceSamError as exc:  # e.g. another slicing axis: start afresh
-                    self.runner.message.emit(f"could not restore {earlier}: {exc}")
+                    notes.append(f"could not restore {earlier}: {exc}")
                     labels[...] = 0
             session = Session(
                 session_volume,
                 model=model,
                 checkpoint=checkpoint,
-                device=device,
+                device=chosen,
                 window=window,
                 labels=self.axes.view(labels),
             )
-            if autosave:  # an earlier sidecar is renamed aside, never overwritten
-                start_autosave(session, True, image_path=source, axis=self.axes.axis)
+            if autosave:  # an earlier sidecar becomes the one backup, never overwritten
+                journal = start_autosave(session, True, image_path=source, axis=self.axes.axis)
+                backup = getattr(journal, "backup", None)
+                if backup is not None:
+                    notes.append(f"the previous autosaved session was kept at {backup}")
             return session
 
         def done(session: Session) -> None:
             self.start_button.setEnabled(True)
-            self._attach(session, labels)
+            self._attach(session, labels, device_note=notes[0] if notes[:1] == [NO_GPU] else "")
+            for note in notes:
+                if note != NO_GPU:
+                    show_info(note)
 
         def failed(exc: BaseException) -> None:
             self.start_button.setEnabled(True)
             self._error(exc)
 
-        self.runner.submit(job, done, failed)
+        return self.runner.submit(job, done, failed, label=f"loading {model}")
 
     def ask_restore(self, sidecar: Path) -> bool:
-        """Ask whether to restore the autosaved session in ``sidecar`` (tests replace this)."""
+        """Ask whether to restore the autosaved session in ``sidecar`` (``start(restore=...)``
+        or :attr:`restore_policy` answer it without a dialog)."""
         import time
 
         from qtpy.QtWidgets import QMessageBox
@@ -455,11 +604,12 @@ class SliceSamWidget(QWidget):
             self,
             "Restore the autosaved session?",
             f"An autosaved session of this image from {when} exists:\n{sidecar}\n\n"
-            "Restore it? (No starts a new session; the old one is kept beside it.)",
+            "Restore it? (No starts a new session; the old one is kept as the one backup "
+            "beside it, replacing any older backup.)",
         )
         return answer == QMessageBox.StandardButton.Yes
 
-    def _attach(self, session: Session, labels: np.ndarray) -> None:
+    def _attach(self, session: Session, labels: np.ndarray, device_note: str = "") -> None:
         from slicesam.engine.prefetch import Prefetcher
 
         self.session = session
@@ -473,6 +623,7 @@ class SliceSamWidget(QWidget):
         self.points_layer.events.data.connect(self._on_points_data)
         self.shapes_layer.events.data.connect(self._on_shapes_data)
         self.labels_layer.events.paint.connect(self._on_paint)
+        session.add_listener(lambda slices: self._changes.changed.emit())
         self.viewer.dims.order = self.axes.perm
         self.viewer.dims.events.current_step.connect(self._on_step)
         self.prefetcher = Prefetcher(
@@ -480,39 +631,97 @@ class SliceSamWidget(QWidget):
             session.cache.__contains__,
             session.shape[0],
             radius=8,
-            on_status=self.runner.message.emit,
+            on_status=self.runner.background.emit,
             thread_setup=session.background_setup,  # pauses while a click is served
         )
         self._on_step()
         self.viewer.layers.selection.active = self.shapes_layer
         self.shapes_layer.mode = "add_rectangle"
         model = session.model
+        device = f"{model.device} ({device_note})" if device_note else str(model.device)
         self.info_label.setText(
-            f"{model.name} · {model.device} · window {session.window[0]:g}…{session.window[1]:g}"
+            f"{model.name} · {device} · window {session.window[0]:g}…{session.window[1]:g}"
         )
         self.new_object()
+        self._render()
         self._set_status("draw a box (or click) on the object")
 
     def close_session(self) -> None:
-        """Stop background work of the current session (its layers stay)."""
+        """Stop background work of the current session and flush its autosave (its layers
+        stay)."""
         if self.prefetcher is not None:
-            self.prefetcher.stop(timeout=0)
+            self.prefetcher.stop(timeout=10)
             self.prefetcher = None
         if self.session is not None:
-            self.viewer.dims.events.current_step.disconnect(self._on_step)
+            with contextlib.suppress(TypeError, ValueError, RuntimeError):  # gone with the viewer
+                self.viewer.dims.events.current_step.disconnect(self._on_step)
             if self.session.autosave is not None:
                 self.session.autosave.close(timeout=10)  # everything on disk
         self.session = None
 
+    def shutdown(self) -> None:
+        """End all background work for good (napari is closing): cancel a running
+        propagation, stop the prefetcher mid-slice, wait for the running job, flush the
+        autosave. Safe to call more than once, and after Qt deleted the widget."""
+        if self._closed:
+            return
+        self._closed = True
+        self._cancel.set()
+        prefetcher, self.prefetcher = self.prefetcher, None
+        if prefetcher is not None:
+            prefetcher.stop(timeout=10)
+        self.runner.shutdown(wait=True)  # a cancelled propagation ends at its next slice
+        session, self.session = self.session, None
+        if session is not None and session.autosave is not None:
+            session.autosave.close(timeout=10)
+        atexit.unregister(self._atexit)
+        with contextlib.suppress(TypeError, RuntimeError):  # the app may be gone already
+            self._app.aboutToQuit.disconnect(self._atexit)
+        window, self._watched_window = self._watched_window, None
+        with contextlib.suppress(RuntimeError):  # deleted by Qt already
+            if window is not None:
+                window.removeEventFilter(self)
+
+    def _watch_window(self) -> None:
+        """Shut down when the viewer's window closes (napari closes no dock widget then)."""
+        window = self.window()
+        if window is self or window is self._watched_window:
+            return
+        window.installEventFilter(self)
+        self._watched_window = window
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt naming)
+        if watched is self._watched_window and event.type() == QEvent.Type.Close:
+            if event.spontaneous():  # the user's click: napari may still ask to confirm
+                QTimer.singleShot(0, self._shutdown_if_closed)
+            else:  # viewer.close() from code: no question asked, the window goes
+                self.shutdown()
+        return False
+
+    def _shutdown_if_closed(self) -> None:
+        window = self._watched_window
+        if window is not None and not window.isVisible():
+            self.shutdown()
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        super().showEvent(event)
+        self._watch_window()
+
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
-        self.close_session()
-        self.runner.shutdown()
+        self.shutdown()
         super().closeEvent(event)
 
     @property
     def busy(self) -> bool:
-        """True while a job (model load, segmentation, propagation) is running."""
+        """True while a job (model load, segmentation, propagation) is running or queued."""
         return self.runner.busy
+
+    def wait(self, timeout: float | None = 600.0) -> None:
+        """Wait until every queued job ran and the viewer shows its result (for scripts:
+        e.g. after adding a box to the Shapes layer). Raises ``TimeoutError``."""
+        idle = self.runner.wait_idle(timeout)
+        if not idle or not process_events_until(lambda: not self._render_pending, timeout):
+            raise TimeoutError(f"SliceSAM still busy after {timeout} s")
 
     def current_slice(self) -> int:
         return int(self.viewer.dims.current_step[self.axes.axis])
@@ -520,25 +729,42 @@ class SliceSamWidget(QWidget):
     def _on_step(self, event: Any = None) -> None:
         if self.prefetcher is not None and self.session is not None:
             self.prefetcher.request(self.current_slice())
-            z = self.current_slice()
-            if z not in self.session.cache:
-                self._set_status(f"embedding slice {z}…")
+
+    def _on_session_changed(self) -> None:
+        """The session changed (any thread, any caller): repaint once per burst."""
+        if self._render_pending:
+            return
+        self._render_pending = True
+
+        def render() -> None:
+            self._render_pending = False
+            self._render()
+
+        QTimer.singleShot(0, render)
 
     def _require_session(self) -> Session | None:
         if self.session is None:
             self._set_status("press Start first")
         return self.session
 
-    def _run(self, job, label: str, slices: list[int] | None = None, after=None) -> None:
+    def _run(
+        self,
+        job,
+        label: str,
+        slices: list[int] | None = None,
+        after=None,
+        report=None,
+    ) -> Job | None:
         """Run a session action in the worker, then repaint.
 
         Brush edits are adopted first (napari's own Labels undo emits no event): on the given
         ``slices`` only for prompts (the click path stays cheap), on the whole volume otherwise.
+        ``report(result)`` gives the status line when the job ended (default "<label>: done");
         ``after(result)`` runs on the GUI thread once the job ended (result None on error).
         """
         session = self._require_session()
         if session is None:
-            return
+            return None
         self._set_status(label + "…")
 
         def wrapped():
@@ -547,7 +773,7 @@ class SliceSamWidget(QWidget):
 
         def done(result) -> None:
             self._render()
-            self._set_status(label + ": done")
+            self._set_status(report(result) if report is not None else f"{label}: done")
             if after is not None:
                 after(result)
 
@@ -556,7 +782,7 @@ class SliceSamWidget(QWidget):
             if after is not None:
                 after(None)
 
-        self.runner.submit(wrapped, done, failed)
+        return self.runner.submit(wrapped, done, failed, label=label)
 
     # -- objects ---------------------------------------------------------------------------
     def new_object(self, name: str | None = None) -> None:
@@ -634,35 +860,37 @@ class SliceSamWidget(QWidget):
             self.points_layer.current_face_color = color
             self.points_layer.feature_defaults["positive"] = self.positive
 
-    def _for_object(self, action):
-        """A job running ``action(session, obj)`` on the selected object, creating one first if
-        none is selected (inside the job, so the GUI never waits for the session's lock)."""
+    def _prompt(self, prompt: Any, label: str) -> Job | None:
+        """Apply ``prompt`` (a Box, Point, Scribble or Lasso) to the selected object, creating
+        one first if none is selected, as ONE undo step: with "corrections re-propagate" on,
+        the session re-walks from the prompt's slice when the object was already propagated
+        (:meth:`Session.correct <slicesam.engine.session.Session.correct>`)."""
+        repropagate = self.repropagate_check.isChecked()
 
         def job(session: Session):
+            self._cancel.clear()
+            self._progress_label = f"{label}: re-walk"
             obj = self.current_obj
             if obj is None or obj not in session.object_ids:
                 obj = session.new_object()
                 self._select_later(obj)
-            return action(session, obj)
+            return session.correct(
+                obj,
+                prompt,
+                repropagate=repropagate,
+                progress=self.runner.progress.emit,
+                cancel=self._cancel.is_set,
+            )
 
-        return job
+        def report(correction) -> str:
+            if correction.summary is not None:
+                return f"{label} + re-walk: {correction.summary}"
+            obj = self.session.objects.get(self.current_obj) if self.session else None
+            if obj is not None and not obj.has_derived_slices():
+                return f"{label}: done; Propagate [Shift+P] fills the volume from it"
+            return f"{label}: done"
 
-    def _correcting(self, prompt, z: int):
-        """``prompt(session, obj)`` followed, when the object was already propagated and
-        "corrections re-propagate" is on, by a re-walk outward from slice ``z``
-        (``propagate(obj, from_slices=[z])``), which stops where the result no longer
-        changes. Returns what ``prompt`` returned."""
-        enabled = self.repropagate_check.isChecked()
-
-        def action(session: Session, obj: int):
-            was_propagated = enabled and session.objects[obj].has_derived_slices()
-            result = prompt(session, obj)
-            if was_propagated:
-                summary = session.propagate(obj, from_slices=[z], cancel=self._cancel.is_set)
-                self.runner.message.emit(str(summary))
-            return result
-
-        return action
+        return self._run(job, label, slices=[prompt.z], report=report)
 
     def _added_items(self, event: Any) -> list[int]:
         """Indices of items the user just added to a prompts layer (none while we redraw)."""
@@ -673,16 +901,8 @@ class SliceSamWidget(QWidget):
     def _on_points_data(self, event: Any) -> None:
         for index in self._added_items(event):
             z, y, x = self.axes.to_session(self.points_layer.data[index])
-            z, positive = int(round(z)), self.positive
-            self._run(
-                self._for_object(
-                    self._correcting(
-                        lambda s, obj, z=z, y=y, x=x, p=positive: s.add_point(obj, z, y, x, p), z
-                    )
-                ),
-                f"{'+' if positive else '-'} click on slice {z}",
-                slices=[z],
-            )
+            point = Point(int(round(z)), float(y), float(x), self.positive)
+            self._prompt(point, f"{'+' if point.positive else '-'} click on slice {point.z}")
 
     def _on_shapes_data(self, event: Any) -> None:
         for index in self._added_items(event):
@@ -694,58 +914,47 @@ class SliceSamWidget(QWidget):
                 self._set_status(f"a {kind} is not a prompt: draw a box, a path or a polygon")
                 continue
             z, box = rectangle_to_box(self.shapes_layer.data[index], self.axes)
-            self._run(
-                self._for_object(
-                    self._correcting(lambda s, obj, z=z, box=box: s.add_box(obj, z, box), z)
-                ),
-                f"box on slice {z}",
-                slices=[z],
-            )
+            self._prompt(make_box(z, box), f"box on slice {z}")
 
     def _stroke_prompt(self, kind: str, vertices: np.ndarray) -> None:
         """A path (scribble) or polygon (lasso) from the Shapes layer, with the click polarity."""
         z, points = vertices_to_stroke(vertices, self.axes)
-        positive = self.positive
-        if kind == "path":
-            prompt = lambda s, obj, z=z, p=points, pos=positive: s.add_scribble(obj, z, p, pos)  # noqa: E731
-            what = "scribble"
-        else:
-            prompt = lambda s, obj, z=z, p=points, pos=positive: s.add_lasso(obj, z, p, pos)  # noqa: E731
-            what = "lasso"
-        self._run(
-            self._for_object(self._correcting(prompt, z)),
-            f"{'+' if positive else '-'} {what} on slice {z}",
-            slices=[z],
-        )
+        stroke = Scribble if kind == "path" else Lasso
+        prompt = stroke(z, tuple((y, x) for y, x in points), self.positive)
+        sign = "+" if self.positive else "-"
+        self._prompt(prompt, f"{sign} {stroke.__name__.lower()} on slice {z}")
 
     def _on_paint(self, event: Any = None) -> None:
         if self.session is not None:
             self._run(lambda s: None, "brush edit")  # _run adopts the edit
 
     # -- propagation, undo, review ---------------------------------------------------------
-    def propagate(self) -> None:
+    def propagate(self) -> Job | None:
+        """Propagate the selected object through the volume, with progress and Cancel.
+
+        Returns:
+            the job's handle (``.wait()`` returns the
+            :class:`~slicesam.engine.session.PropagationSummary`), or None without a session
+            or object.
+        """
         session = self._require_session()
         if session is None or self.current_obj is None:
-            return
+            return None
         obj = self.current_obj
-        self._cancel.clear()
         self.cancel_button.setEnabled(True)
         self.propagate_button.setEnabled(False)
         self.progress.setValue(0)
 
+        def job(s: Session):
+            self._cancel.clear()
+            self._progress_label = f"propagating object {obj}"
+            return s.propagate(obj, progress=self.runner.progress.emit, cancel=self._cancel.is_set)
+
         def finish(summary) -> None:
             self.cancel_button.setEnabled(False)
             self.propagate_button.setEnabled(True)
-            if summary is not None:
-                self._set_status(str(summary))
 
-        self._run(
-            lambda s: s.propagate(
-                obj, progress=self.runner.progress.emit, cancel=self._cancel.is_set
-            ),
-            f"propagating object {obj}",
-            after=finish,
-        )
+        return self._run(job, f"propagating object {obj}", after=finish, report=str)
 
     def show_uncertainty(self) -> None:
         """Show the selected object's uncertainty on the slice in view as an image layer (on
@@ -839,11 +1048,13 @@ class SliceSamWidget(QWidget):
     def cancel_propagation(self) -> None:
         self._cancel.set()
 
-    def undo(self) -> None:
-        self._run(lambda s: s.undo(), "undo")
+    def undo(self) -> Job | None:
+        """Undo the last segmentation action (a prompt with its re-walk is one action)."""
+        return self._run(lambda s: (s.undo_name, s.undo()), "undo", report=_said("undone"))
 
-    def redo(self) -> None:
-        self._run(lambda s: s.redo(), "redo")
+    def redo(self) -> Job | None:
+        """Redo the last undone segmentation action."""
+        return self._run(lambda s: (s.redo_name, s.redo()), "redo", report=_said("redone"))
 
     def _jump_weak(self, direction: int) -> None:
         session = self._require_session()
@@ -967,6 +1178,7 @@ class SliceSamWidget(QWidget):
         self.confidence_label.setText(text)
 
 
-def make_widget(napari_viewer: napari.viewer.Viewer) -> SliceSamWidget:
-    """npe2 widget factory."""
+def make_widget(napari_viewer: Viewer) -> SliceSamWidget:
+    """npe2 widget factory (napari injects the viewer by this annotation, so ``Viewer`` must be
+    a real import here, not one under ``TYPE_CHECKING``)."""
     return SliceSamWidget(napari_viewer)

@@ -116,3 +116,13 @@ class History:
     @property
     def names(self) -> list[str]:
         return [a.name for a in self._undo]
+
+    @property
+    def next_undo(self) -> str | None:
+        """The name of the action :meth:`pop_undo` would take back (None: nothing)."""
+        return self._undo[-1].name if self._undo else None
+
+    @property
+    def next_redo(self) -> str | None:
+        """The name of the action :meth:`pop_redo` would bring back (None: nothing)."""
+        return self._redo[-1].name if self._redo else None

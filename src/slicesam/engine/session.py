@@ -288,7 +288,9 @@ class Session:
         return max(self.shape[1], self.shape[2]) / self.model.input_scale_ref
 
     def add_listener(self, callback: Callable[[list[int]], None]) -> None:
-        """Call ``callback(slices)`` after every change of the label volume."""
+        """Call ``callback(slices)`` after every change of the label volume or the objects
+        (``slices``: the slices whose labels changed; empty when only objects did, e.g. a new,
+        renamed or locked object). Called in the thread that made the change."""
         self._listeners.append(callback)
 
     def _emit(self, slices: Iterable[int]) -> None:
@@ -349,6 +351,7 @@ class Session:
             before = self._state()
             self._objects[label_id] = SegObject(label_id, name or f"object {label_id}")
             self._history.record(Action(f"new object {label_id}", [], before, self._state()))
+            self._emit([])
             return label_id
 
     @journaled
@@ -358,6 +361,7 @@ class Session:
             before = self._state()
             target.name = str(name)
             self._history.record(Action(f"rename {obj}", [], before, self._state()))
+            self._emit([])
 
     @journaled
     def lock_object(self, obj: int, locked: bool = True) -> None:
@@ -367,6 +371,7 @@ class Session:
             before = self._state()
             target.locked = bool(locked)
             self._history.record(Action(f"lock {obj}", [], before, self._state()))
+            self._emit([])
 
     @journaled
     def delete_object(self, obj: int) -> None:
@@ -1412,6 +1417,16 @@ class Session:
     @property
     def can_undo(self) -> bool:
         return self._history.can_undo
+
+    @property
+    def undo_name(self) -> str | None:
+        """What :meth:`undo` would take back, e.g. "click - on 12 + re-walk" (None: nothing)."""
+        return self._history.next_undo
+
+    @property
+    def redo_name(self) -> str | None:
+        """What :meth:`redo` would bring back (None: nothing)."""
+        return self._history.next_redo
 
     @property
     def can_redo(self) -> bool:

@@ -23,6 +23,11 @@ def set_yield_hook(hook: Callable[[], None] | None) -> None:
     _local.hook = hook
 
 
+def get_yield_hook() -> Callable[[], None] | None:
+    """The calling thread's hook (None when it has none)."""
+    return getattr(_local, "hook", None)
+
+
 def yield_point() -> None:
     """Run the calling thread's hook, if it has one (cheap otherwise)."""
     hook = getattr(_local, "hook", None)

@@ -1,0 +1,179 @@
+"""The napari user's path, through napari's own calls, with the real LiteMedSAM.
+
+Open the sample CT with the plugin's reader, open the widget the way the Plugins menu does
+(``add_plugin_dock_widget``), start, draw a box on the Shapes layer, propagate, add a negative
+click, undo it with ONE undo, save, and close napari while the prefetcher is still embedding
+(in a subprocess: it must exit 0 with the autosave journal on disk).
+
+``SLICESAM_SCREENSHOTS=<folder>`` also saves what the user sees at each step (``make
+screenshots`` writes the README's pictures this way).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from slicesam.demo import tight_box_on_largest_slice
+from slicesam.io import load_volume
+from slicesam.metrics import dice
+from slicesam.samples import get_sample
+
+needs_display = pytest.mark.skipif(
+    not os.environ.get("DISPLAY"), reason="napari needs an X server (Xvfb)"
+)
+pytestmark = [pytest.mark.gui, needs_display]
+
+SCREENSHOTS = os.environ.get("SLICESAM_SCREENSHOTS")
+
+
+def screenshot(viewer, name: str) -> None:
+    """Save the whole window (what the user sees) when SLICESAM_SCREENSHOTS is set."""
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        viewer.screenshot(str(Path(SCREENSHOTS) / name), canvas_only=False)
+
+
+def corners(z: int, box) -> np.ndarray:
+    """A napari rectangle's four (z, y, x) vertices for the box (x0, y0, x1, y1) on slice z."""
+    x0, y0, x1, y1 = box
+    return np.array([[z, y0, x0], [z, y0, x1], [z, y1, x1], [z, y1, x0]], float)
+
+
+def worst_overshoot(mask: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
+    """(z, y, x) of the false-positive voxel of ``mask`` farthest from ``truth`` (where a user
+    would put a negative click)."""
+    wrong = mask & ~truth
+    assert wrong.any(), "the propagated mask has no false positive to correct"
+    best, where = -1.0, (0, 0, 0)
+    for z in np.flatnonzero(wrong.any(axis=(1, 2))):
+        far = ndimage.distance_transform_edt(~truth[z]) * wrong[z]
+        y, x = np.unravel_index(int(np.argmax(far)), far.shape)
+        if far[y, x] > best:
+            best, where = float(far[y, x]), (int(z), int(y), int(x))
+    return where
+
+
+def test_widget_opens_from_the_plugin_menu(make_napari_viewer):
+    """Plugins > SliceSAM calls add_plugin_dock_widget: napari must be able to build the widget
+    (its factory's viewer annotation must resolve), and the reader and sample data load."""
+    from slicesam._napari.widget import SliceSamWidget
+
+    viewer = make_napari_viewer(show=True)
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-slicesam", "SliceSAM")
+    assert isinstance(widget, SliceSamWidget) and widget.viewer is viewer
+    assert dock.isVisible()
+    viewer.open_sample("napari-slicesam", "ct_abdomen")
+    assert widget.image_combo.currentText() == viewer.layers[0].name
+
+
+@pytest.mark.slow
+def test_the_user_journey_in_napari(make_napari_viewer, tmp_path):
+    sample = get_sample("ct_abdomen")
+    image = tmp_path / "ct.nii.gz"  # saved labels and the autosave go next to the image
+    shutil.copy(sample.image, image)
+    truth = load_volume(sample.labels).data == sample.label_id("liver")
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1500, 950)
+    (layer,) = viewer.open(str(image), plugin="napari-slicesam")
+    assert layer.data.shape == truth.shape and tuple(layer.contrast_limits) == (-160.0, 240.0)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-slicesam", "SliceSAM")
+
+    session = widget.start(restore="fresh").wait()
+    widget.wait()
+    assert session is widget.session and session.model.name == "litemedsam"
+    device = widget.info_label.text()
+    assert "litemedsam" in device and ("cpu (no GPU found)" in device or "cuda" in device)
+
+    z, box = tight_box_on_largest_slice(truth)
+    viewer.dims.set_current_step(0, z)
+    widget.shapes_layer.add_rectangles(corners(z, box))
+    widget.wait()
+    labels = widget.labels_layer.data
+    assert dice(labels[z] == 1, truth[z]) > 0.9, "the box's slice is segmented at once"
+    assert "Propagate" in widget.status_label.text(), widget.status_label.text()
+    screenshot(viewer, "journey_1_box.png")
+
+    summary = widget.propagate().wait()
+    assert summary.slices and widget.progress.value() == widget.progress.maximum()
+    assert "slices written" in widget.status_label.text()
+    propagated = labels.copy()
+    assert dice(propagated == 1, truth) >= 0.85
+    screenshot(viewer, "journey_2_propagated.png")
+
+    zc, y, x = worst_overshoot(propagated == 1, truth)
+    viewer.dims.set_current_step(0, zc)
+    widget.toggle_polarity()
+    widget.points_layer.add([[zc, y, x]])
+    widget.wait()
+    corrected = labels.copy()
+    assert not np.array_equal(corrected, propagated), "the negative click changed the mask"
+    assert len(widget.points_layer.data) == 1
+    screenshot(viewer, "journey_3_corrected.png")
+
+    widget.undo().wait()  # ONE undo takes back the click, its dot, its mask and its re-walk
+    assert np.array_equal(labels, propagated)
+    assert len(widget.points_layer.data) == 0
+    assert not any(p.points for p in widget.session.objects[1].prompts.values())
+    assert widget.status_label.text().startswith("undone: click - on")
+    widget.redo().wait()
+    assert np.array_equal(labels, corrected) and len(widget.points_layer.data) == 1
+
+    written = widget.save(widget.default_save_path())
+    assert written == tmp_path / "ct_labels.nii.gz"
+    (back,) = viewer.open(str(written), plugin="napari-slicesam")
+    assert back.__class__.__name__ == "Labels" and np.array_equal(back.data, corrected)
+
+
+CLOSE_SCRIPT = """
+import sys, time
+import napari
+from qtpy.QtWidgets import QApplication
+
+viewer = napari.Viewer(show=True)
+viewer.open(sys.argv[1], plugin="napari-slicesam")
+_, widget = viewer.window.add_plugin_dock_widget("napari-slicesam", "SliceSAM")
+widget.device_combo.setCurrentText("cpu")
+widget.start(restore="fresh").wait()
+widget.shapes_layer.add_rectangles([[15, 30, 30], [15, 30, 60], [15, 60, 60], [15, 60, 30]])
+widget.wait()
+viewer.dims.set_current_step(0, 3)  # the prefetcher embeds the slices around slice 3
+deadline = time.time() + 30
+while not widget.embed_label.text().startswith("background: embedding"):
+    QApplication.processEvents()
+    assert time.time() < deadline, "the prefetcher never started"
+print("closing while", widget.embed_label.text(), flush=True)
+viewer.close()
+print("closed", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_closing_napari_while_the_prefetcher_runs_exits_cleanly(tmp_path):
+    from slicesam.engine.journal import read_journal
+
+    script = tmp_path / "close.py"
+    script.write_text(textwrap.dedent(CLOSE_SCRIPT))
+    for run in range(2):
+        image = tmp_path / f"ct{run}.nii.gz"
+        shutil.copy(get_sample("ct_abdomen").image, image)
+        out = subprocess.run(
+            [sys.executable, str(script), str(image)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+        )
+        assert out.returncode == 0, out.stdout + out.stderr[-3000:]
+        assert "closing while background: embedding slice" in out.stdout
+        state = read_journal(tmp_path / f"ct{run}.nii.gz.slicesam")
+        assert [r["op"] for r in state.actions][-1] == "correct", "the box is on disk"
