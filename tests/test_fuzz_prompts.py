@@ -302,8 +302,73 @@ def test_shape_check() -> None:
     assert parse_prompts(doc)[0].points[0].z == 40
     with pytest.raises(PromptError, match=r"objects\[0\].points\[0\].z: 40 is outside the volume"):
         parse_prompts(doc, shape=(30, 64, 64))
-    with pytest.raises(PromptError, match=r"boxes\[0\].box: \[70.0, 2.0, 80.0, 4.0\] lies outside"):
+    with pytest.raises(PromptError, match=r"boxes\[0\].box: \[70, 2, 80, 4\] lies outside"):
         parse_prompts(one(boxes=[{"z": 1, "box": [70, 2, 80, 4]}]), shape=(30, 64, 64))
+
+
+SHAPE = (30, 101, 122)  # the sample CT: slices 0..29, y 0..100, x 0..121
+
+
+@pytest.mark.parametrize(
+    ("obj", "message"),
+    [
+        # a box running partly off the slice used to be clipped silently
+        ({"boxes": [{"z": 12, "box": [100, 26, 160, 41]}]},
+         "objects[0].boxes[0].box: [100, 26, 160, 41] runs outside slice 12 (x 0..121, y 0..100)"),
+        ({"boxes": [{"z": 12, "box": [10, 26, 40, 101]}]},
+         "objects[0].boxes[0].box: [10, 26, 40, 101] runs outside slice 12"),
+        ({"boxes": [{"z": 12, "box": [10, 20, 121.5, 30]}]},
+         "objects[0].boxes[0].box: [10, 20, 121.5, 30] runs outside slice 12"),
+        ({"boxes": [{"z": 30, "box": [1, 2, 3, 4]}]},
+         "objects[0].boxes[0].z: 30 is outside the volume (slices 0..29)"),
+        ({"points": [{"z": 5, "y": 101, "x": 3}]},
+         "objects[0].points[0].y: 101 is outside slice 5 (x 0..121, y 0..100)"),
+        ({"points": [{"z": 5, "y": 1, "x": 122}]},
+         "objects[0].points[0].x: 122 is outside slice 5 (x 0..121, y 0..100)"),
+        ({"scribbles": [{"z": 3, "points": [[4, 3], [50, 60], [120, 60]]}]},
+         "objects[0].scribbles[0].points[2]: [y, x] = [120, 60] is outside slice 3"),
+        ({"lassos": [{"z": 3, "points": [[4, 3], [50, 130], [90, 60]]}]},
+         "objects[0].lassos[0].points[1]: [y, x] = [50, 130] is outside slice 3"),
+        ({"lassos": [{"z": 31, "points": [[4, 3], [50, 13], [90, 60]]}]},
+         "objects[0].lassos[0].z: 31 is outside the volume (slices 0..29)"),
+        ({"boxes": [B], "z_range": [0, 30]},
+         "objects[0].z_range: [0, 30] runs outside the volume (slices 0..29)"),
+        ({"boxes": [B], "z_range": [5, 9]},
+         "objects[0].z_range: [5, 9] holds none of the object's prompted slices [1]"),
+    ],
+)  # fmt: skip
+def test_prompts_outside_the_volume_are_refused(obj: dict, message: str) -> None:
+    with pytest.raises(PromptError) as info:
+        parse_prompts(one(**obj), shape=SHAPE)
+    assert message in str(info.value)
+
+
+def test_prompts_on_the_volume_edges_are_accepted() -> None:
+    doc = one(
+        boxes=[{"z": 29, "box": [0, 0, 121, 100]}],
+        points=[{"z": 0, "y": 100, "x": 121}],
+        scribbles=[{"z": 3, "points": [[0, 0], [100, 121]]}],
+        z_range=[0, 29],
+    )
+    (obj,) = parse_prompts(doc, shape=SHAPE)
+    assert obj.boxes[0].xyxy == (0, 0, 121, 100) and obj.z_range == (0, 29)
+
+
+def test_a_reversed_z_range_is_read_in_order() -> None:
+    (obj,) = parse_prompts(one(boxes=[{"z": 15, "box": [1, 2, 3, 4]}], z_range=[20, 10]))
+    assert obj.z_range == (10, 20)
+
+
+def test_read_prompts_checks_the_shape_and_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(one(boxes=[{"z": 12, "box": [100, 26, 160, 41]}])))
+    assert read_prompts(path)[0].boxes[0].x1 == 160  # no shape: no bounds to check
+    with pytest.raises(PromptError) as info:
+        read_prompts(path, shape=SHAPE)
+    assert str(info.value) == (
+        f"prompts file {path}: objects[0].boxes[0].box: [100, 26, 160, 41] runs outside "
+        "slice 12 (x 0..121, y 0..100)"
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,22 +1,37 @@
 """The ``slicesam`` command line: segment a volume from a prompts file, list models, run the demo.
 
 Errors about the user's input print one line (``slicesam: error: ...``) and exit with status 2;
-nothing is written unless the whole job succeeded.
+nothing is written unless the whole job succeeded. ``segment`` checks everything it can (output
+path, image, every prompt against the volume) before it loads the model. Progress (model
+loading, one bar per object) goes to stderr with tqdm; stdout holds only results.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from .cli_output import CliProgress, show_warning
 from .errors import SliceSamError
 from .io._common import SUPPORTED_SUFFIXES, file_format
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+
+def package_version() -> str:
+    """The installed version of napari-slicesam, or "unknown" (e.g. a bare source tree)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("napari-slicesam")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _parse_window(text: str | None):
@@ -33,8 +48,8 @@ def _parse_window(text: str | None):
     return text
 
 
-def _check_output(path: Path) -> None:
-    """Fail before any work when the output cannot be written."""
+def _check_output(path: Path, image: str | Path | None = None) -> None:
+    """Fail before any work when the output cannot be written (or would replace the image)."""
     if file_format(path) is None:
         raise SliceSamError(
             f"cannot write {path}: unsupported extension; "
@@ -42,6 +57,15 @@ def _check_output(path: Path) -> None:
         )
     if path.is_dir():
         raise SliceSamError(f"cannot write {path}: it is a folder; give a file name")
+    if image is not None and Path(image).exists() and path.resolve() == Path(image).resolve():
+        raise SliceSamError(f"cannot write {path}: it is the input image; give another name")
+    parent = path.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent  # the folders that do not exist yet are created
+    if not parent.is_dir():
+        raise SliceSamError(f"cannot write {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SliceSamError(f"cannot write {path}: no permission to write in {parent}")
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
@@ -49,44 +73,43 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from .io import load_volume, save_labels
     from .prompts import read_prompts
 
+    progress = CliProgress(quiet=args.quiet)
+    # everything the user gave is checked before the model loads (tens of seconds on a CPU)
     out = Path(args.out)
-    _check_output(out)
-    objects = read_prompts(args.prompts)
+    _check_output(out, image=args.image)
+    window = _parse_window(args.window)
     vol = load_volume(
         args.image, channel=args.channel, modality=args.modality, fill_nonfinite=args.fill_nonfinite
     )
-    print(f"loaded {vol}", file=sys.stderr)
-    for i, obj in enumerate(objects):
-        strokes = [*obj.scribbles, *obj.lassos]
-        for z in [b.z for b in obj.boxes] + [p.z for p in obj.points] + [s.z for s in strokes]:
-            if not 0 <= z < vol.shape[0]:
-                raise SliceSamError(
-                    f"prompts objects[{i}]: slice z={z} is outside the volume "
-                    f"(0..{vol.shape[0] - 1})"
-                )
+    objects = read_prompts(args.prompts, shape=vol.shape)
+    progress.note(f"loaded {vol}; {len(objects)} object{'s' if len(objects) != 1 else ''}")
     t0 = time.perf_counter()
-    sess = Session(
-        vol,
-        model=args.model,
-        checkpoint=args.checkpoint,
-        device=args.device,
-        window=_parse_window(args.window),
+    with progress.waiting(f"loading model {args.model}"):
+        sess = Session(
+            vol, model=args.model, checkpoint=args.checkpoint, device=args.device, window=window
+        )
+    progress.note(
+        f"model {sess.model.name} on {sess.model.device} ({time.perf_counter() - t0:.1f} s), "
+        f"window {sess.window}"
     )
-    print(f"model {sess.model.name} on {sess.model.device}, window {sess.window}", file=sys.stderr)
     for i, obj in enumerate(objects):
         try:
             label = sess.new_object(obj.name, label_id=obj.label_id)
-            for box in obj.boxes:
-                sess.add_box(label, box.z, box.xyxy)
-            for point in obj.points:
-                sess.add_point(label, point.z, point.y, point.x, point.positive)
-            for st in obj.scribbles:
-                sess.add_scribble(label, st.z, [list(v) for v in st.points], st.positive)
-            for st in obj.lassos:
-                sess.add_lasso(label, st.z, [list(v) for v in st.points], st.positive)
-            if args.propagate:
-                summary = sess.propagate(label, z_range=obj.z_range)
-                print(summary, file=sys.stderr)
+            name = obj.name or f"object {label}"
+            with progress.bar(f"{name} ({i + 1}/{len(objects)})") as callback:
+                for box in obj.boxes:
+                    sess.add_box(label, box.z, box.xyxy)
+                for point in obj.points:
+                    sess.add_point(label, point.z, point.y, point.x, point.positive)
+                for st in obj.scribbles:
+                    sess.add_scribble(label, st.z, [list(v) for v in st.points], st.positive)
+                for st in obj.lassos:
+                    sess.add_lasso(label, st.z, [list(v) for v in st.points], st.positive)
+                summary = None
+                if args.propagate:
+                    summary = sess.propagate(label, z_range=obj.z_range, progress=callback)
+            if summary is not None:
+                progress.note(str(summary))
         except SliceSamError as exc:
             raise SliceSamError(f"prompts objects[{i}]: {exc}") from None
     saved = save_labels(out, sess.labels, like=vol)
@@ -94,20 +117,52 @@ def cmd_segment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _round(value: float) -> str:
+    """A spacing for display: 3 decimals at most, no trailing zeros (2.9999999 -> 3)."""
+    return f"{round(float(value), 3):g}"
+
+
+def _id_ranges(ids: list[int], limit: int = 80) -> str:
+    """``1-5, 7, 10-12``; cut with ``...`` past ``limit`` characters."""
+    parts: list[str] = []
+    start = prev = ids[0]
+    for v in [*ids[1:], None]:
+        if v is not None and v == prev + 1:
+            prev = v
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if v is not None:
+            start = prev = v
+    text = ", ".join(parts)
+    return text if len(text) <= limit else text[: text.rfind(", ", 0, limit)] + ", ..."
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from .intensity import default_window
     from .io import load_volume
+    from .io.modality import label_ids
 
     vol = load_volume(args.image, channel=args.channel, fill_nonfinite=args.fill_nonfinite)
-    print(vol)
-    print(f"default window: {default_window(vol.data, vol.modality)}")
+    name = vol.path.name if vol.path else args.image
+    print(f"{name}: shape (z, y, x) = {vol.shape}, {vol.data.dtype}")
+    spacing = ", ".join(_round(v) for v in vol.spacing)
+    print(f"spacing (z, y, x) = {spacing} {vol.unit}")
+    ids = label_ids(vol.data)
+    if ids is not None:
+        count = f"{len(ids)} object{'s' if len(ids) != 1 else ''}"
+        print(f"labels: {count} (ids {_id_ranges(ids) if ids else 'none'}), background 0")
+        print("a label volume (integers, background 0, piecewise constant): no modality or window")
+        return 0
+    print(f"modality: {vol.modality or 'unknown'}")
+    lo, hi = default_window(vol.data, vol.modality)
+    print(f"default window: {lo:g} .. {hi:g}")
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(Path(args.out), device=args.device)
+    run_demo(Path(args.out), device=args.device, progress=CliProgress(quiet=args.quiet))
     return 0
 
 
@@ -185,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="slicesam", description="Interactive 3D segmentation with SAM-family models."
     )
+    parser.add_argument("--version", action="version", version=f"slicesam {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     seg = sub.add_parser("segment", help="segment a volume from a prompts JSON file")
@@ -192,7 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--prompts", required=True, help="prompts JSON (see README)")
     seg.add_argument("--out", required=True, help="labels file to write (.nii.gz or .tif)")
     seg.add_argument("--model", default="litemedsam", help="model name (slicesam models)")
-    seg.add_argument("--checkpoint", default=None, help="weights file (required for SAM)")
+    seg.add_argument(
+        "--checkpoint",
+        default=None,
+        help="weights file; default: the model's shipped weights (litemedsam) or the cached "
+        "file from `slicesam models fetch NAME`",
+    )
     seg.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     seg.add_argument("--window", default=None, help="intensity window LO,HI or a CT preset")
     seg.add_argument("--channel", type=int, default=None, help="channel of a 4D/multichannel file")
@@ -202,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     seg.add_argument(
         "--no-propagate", dest="propagate", action="store_false", help="only the prompted slices"
+    )
+    seg.add_argument(
+        "--quiet", action="store_true", help="no progress on stderr (errors and results stay)"
     )
     seg.set_defaults(func=cmd_segment)
 
@@ -220,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="segment five organs of the sample CT and report Dice")
     demo.add_argument("--out", default="demo_output", help="output folder")
     demo.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    demo.add_argument(
+        "--quiet", action="store_true", help="no progress on stderr (the Dice table stays)"
+    )
     demo.set_defaults(func=cmd_demo)
     bench = sub.add_parser(
         "bench", help="accuracy benchmark (../shared/BENCHMARK.md P1-P4), or --speed"
@@ -259,7 +326,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        with warnings.catch_warnings():
+            warnings.showwarning = show_warning
+            return int(args.func(args))
     except SliceSamError as exc:
         print(f"slicesam: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

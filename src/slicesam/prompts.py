@@ -13,7 +13,10 @@ Box corners are inclusive pixel indices in ``volume.data[z]``; scribble and lass
 [y, x] pairs. All fields but ``objects`` are optional (``positive`` defaults to true); every
 object needs a box, a point, a scribble or a lasso. Coordinates are
 voxel indices (``z`` an integer, all ``>= 0``); ids are unique integers ``>= 1``. Unknown keys
-are errors (they are usually typos, e.g. ``"positve"``). Every problem raises
+are errors (they are usually typos, e.g. ``"positve"``). ``z_range`` is inclusive (either order)
+and holds at least one prompted slice. Read against a volume (``shape``, as ``slicesam segment``
+does before it loads the model), every slice, box corner, point, vertex and ``z_range`` must lie
+inside it: a box running partly off its slice is an error, not clipped. Every problem raises
 :class:`~slicesam.errors.PromptError` naming the field, e.g. ``objects[0].points[2].x``.
 """
 
@@ -228,35 +231,70 @@ def _stroke(raw: Any, where: str, kind: type) -> Any:
     return kind(int(_coordinate(st["z"], f"{where}.z", integer=True)), tuple(pts), positive)
 
 
+def _num(value: float) -> str:
+    """A coordinate for a message: ``26`` for 26.0, ``26.5`` otherwise."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _check_z_range(obj: ObjectPrompts, where: str, nz: int | None) -> None:
+    """``z_range`` lies inside the volume (when ``nz`` is known) and holds a prompted slice."""
+    if obj.z_range is None:
+        return
+    lo, hi = obj.z_range
+    if nz is not None and hi > nz - 1:
+        raise PromptError(
+            f"{where}.z_range: [{lo}, {hi}] runs outside the volume (slices 0..{nz - 1})"
+        )
+    prompted = sorted(
+        {b.z for b in obj.boxes}
+        | {p.z for p in obj.points}
+        | {st.z for st in (*obj.scribbles, *obj.lassos)}
+    )
+    if not any(lo <= z <= hi for z in prompted):
+        raise PromptError(
+            f"{where}.z_range: [{lo}, {hi}] holds none of the object's prompted slices "
+            f"{prompted}; propagation starts from a prompted slice"
+        )
+
+
 def _check_inside(obj: ObjectPrompts, where: str, shape: tuple[int, int, int]) -> None:
+    """Every slice, box corner, point and stroke vertex lies inside the (z, y, x) ``shape``.
+
+    A prompts file is refused when any part of a prompt is off the volume (the napari
+    widget and :meth:`Session.add_box` instead clip a box drawn partly off the image).
+    """
     nz, ny, nx = (int(n) for n in shape)
+    bounds = f"(x 0..{nx - 1}, y 0..{ny - 1})"
+
+    def check_z(z: int, field: str) -> None:
+        if z > nz - 1:
+            raise PromptError(f"{field}: {z} is outside the volume (slices 0..{nz - 1})")
+
     for j, b in enumerate(obj.boxes):
-        if b.z >= nz:
+        check_z(b.z, f"{where}.boxes[{j}].z")
+        if b.x1 > nx - 1 or b.y1 > ny - 1:
+            corners = ", ".join(_num(v) for v in b.xyxy)
+            off = "lies" if b.x0 > nx - 1 or b.y0 > ny - 1 else "runs"
             raise PromptError(
-                f"{where}.boxes[{j}].z: slice {b.z} is outside the volume (0..{nz - 1})"
-            )
-        if b.x0 > nx - 1 or b.y0 > ny - 1:
-            raise PromptError(
-                f"{where}.boxes[{j}].box: {list(b.xyxy)} lies outside the slice "
-                f"(x 0..{nx - 1}, y 0..{ny - 1})"
+                f"{where}.boxes[{j}].box: [{corners}] {off} outside slice {b.z} {bounds}"
             )
     for j, pt in enumerate(obj.points):
-        for name, value, n in (("z", pt.z, nz), ("y", pt.y, ny), ("x", pt.x, nx)):
+        check_z(pt.z, f"{where}.points[{j}].z")
+        for name, value, n in (("y", pt.y, ny), ("x", pt.x, nx)):
             if value > n - 1:
                 raise PromptError(
-                    f"{where}.points[{j}].{name}: {value:g} is outside the volume (0..{n - 1})"
+                    f"{where}.points[{j}].{name}: {_num(value)} is outside slice {pt.z} {bounds}"
                 )
     for key in ("scribbles", "lassos"):
         for j, st in enumerate(getattr(obj, key)):
-            if st.z >= nz:
-                raise PromptError(
-                    f"{where}.{key}[{j}].z: slice {st.z} is outside the volume (0..{nz - 1})"
-                )
-            if all(y > ny - 1 or x > nx - 1 for y, x in st.points):
-                raise PromptError(
-                    f"{where}.{key}[{j}]: every vertex lies outside the slice "
-                    f"(y 0..{ny - 1}, x 0..{nx - 1})"
-                )
+            check_z(st.z, f"{where}.{key}[{j}].z")
+            for k, (y, x) in enumerate(st.points):
+                if y > ny - 1 or x > nx - 1:
+                    raise PromptError(
+                        f"{where}.{key}[{j}].points[{k}]: [y, x] = [{_num(y)}, {_num(x)}] "
+                        f"is outside slice {st.z} {bounds}"
+                    )
+    _check_z_range(obj, where, nz)
 
 
 def parse_prompts(doc: Any, shape: tuple[int, int, int] | None = None) -> list[ObjectPrompts]:
@@ -264,12 +302,15 @@ def parse_prompts(doc: Any, shape: tuple[int, int, int] | None = None) -> list[O
 
     Args:
         doc: the decoded JSON (see the module docstring for the format).
-        shape: the (z, y, x) shape of the volume the prompts are for; when given, slices and
-            points must lie inside it and boxes must overlap their slice.
+        shape: the (z, y, x) shape of the volume the prompts are for; when given, every
+            slice, box corner, point, scribble/lasso vertex and ``z_range`` must lie inside it
+            (a box running partly off its slice is an error, not clipped).
 
     Coordinates are voxel indices: ``z`` an integer, ``x``/``y`` numbers, all ``>= 0`` and
     at most :data:`MAX_COORD`; ids are integers ``1 .. MAX_LABEL_ID``, unique; ``positive``
-    is a boolean; unknown keys are errors (they are usually typos).
+    is a boolean; ``z_range`` is ``[z_first, z_last]`` (inclusive, either order) and holds at
+    least one of the object's prompted slices; unknown keys are errors (they are usually
+    typos).
 
     Raises:
         PromptError: naming the bad field, e.g. ``objects[0].points[2].x``.
@@ -340,6 +381,8 @@ def parse_prompts(doc: Any, shape: tuple[int, int, int] | None = None) -> list[O
             raise PromptError(f"{where}: no boxes, points, scribbles or lassos: nothing to segment")
         if shape is not None:
             _check_inside(obj, where, shape)
+        else:
+            _check_z_range(obj, where, None)
         result.append(obj)
     if not result:
         raise PromptError('prompts file has an empty "objects" list: nothing to segment')

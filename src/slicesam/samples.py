@@ -1,7 +1,8 @@
 """The sample volumes shipped with the package (third-party data; see sample_volumes/NOTICE).
 
-Installed, they live in ``slicesam/sample_volumes``; in a source checkout, in the repository's
-``sample_volumes/``.
+Installed from a wheel (``pip install .``), they live in ``slicesam/sample_volumes``; in a source
+checkout and an editable install (``pip install -e .``), in the repository's ``sample_volumes/``
+(the only copy; see ``hatch_build.py``).
 """
 
 from __future__ import annotations

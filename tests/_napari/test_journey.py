@@ -39,6 +39,7 @@ def screenshot(viewer, name: str) -> None:
     """Save the whole window (what the user sees) when SLICESAM_SCREENSHOTS is set."""
     if SCREENSHOTS:
         Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        viewer.reset_view()
         viewer.screenshot(str(Path(SCREENSHOTS) / name), canvas_only=False)
 
 
@@ -62,15 +63,17 @@ def worst_overshoot(mask: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]
     return where
 
 
-def test_widget_opens_from_the_plugin_menu(make_napari_viewer):
+def test_widget_opens_from_the_plugin_menu(make_napari_viewer, qtbot):
     """Plugins > SliceSAM calls add_plugin_dock_widget: napari must be able to build the widget
     (its factory's viewer annotation must resolve), and the reader and sample data load."""
     from slicesam._napari.widget import SliceSamWidget
 
     viewer = make_napari_viewer(show=True)
     dock, widget = viewer.window.add_plugin_dock_widget("napari-slicesam", "SliceSAM")
-    assert isinstance(widget, SliceSamWidget) and widget.viewer is viewer
-    assert dock.isVisible()
+    assert isinstance(widget, SliceSamWidget)
+    # napari hands plugins a proxy of the viewer that hides its private parts
+    assert getattr(widget.viewer, "__wrapped__", widget.viewer) is viewer
+    qtbot.waitUntil(dock.isVisible, timeout=5000)
     viewer.open_sample("napari-slicesam", "ct_abdomen")
     assert widget.image_combo.currentText() == viewer.layers[0].name
 
@@ -83,7 +86,7 @@ def test_the_user_journey_in_napari(make_napari_viewer, tmp_path):
     truth = load_volume(sample.labels).data == sample.label_id("liver")
 
     viewer = make_napari_viewer(show=True)
-    viewer.window._qt_window.resize(1500, 950)
+    viewer.window.resize(1500, 980)
     (layer,) = viewer.open(str(image), plugin="napari-slicesam")
     assert layer.data.shape == truth.shape and tuple(layer.contrast_limits) == (-160.0, 240.0)
     _, widget = viewer.window.add_plugin_dock_widget("napari-slicesam", "SliceSAM")
@@ -108,6 +111,7 @@ def test_the_user_journey_in_napari(make_napari_viewer, tmp_path):
     assert "slices written" in widget.status_label.text()
     propagated = labels.copy()
     assert dice(propagated == 1, truth) >= 0.85
+    viewer.dims.set_current_step(0, z - 8)  # a slice the box did not touch
     screenshot(viewer, "journey_2_propagated.png")
 
     zc, y, x = worst_overshoot(propagated == 1, truth)

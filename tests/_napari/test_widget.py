@@ -407,9 +407,7 @@ def test_only_3d_grey_images_are_offered_and_others_get_a_notice(
     assert len(shown) == 1 and "3D" in shown[0] and "File > Open" in shown[0]
     assert "cannot start" in widget.status_label.text()
     viewer.add_image(np.zeros((4, 20, 30)), name="stack")
-    assert [widget.image_combo.itemText(i) for i in range(widget.image_combo.count())] == [
-        "stack"
-    ]
+    assert [widget.image_combo.itemText(i) for i in range(widget.image_combo.count())] == ["stack"]
 
 
 def test_background_embedding_has_its_own_line(started, qtbot):

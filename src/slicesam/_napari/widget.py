@@ -44,6 +44,7 @@ from qtpy.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QInputDialog,
@@ -53,6 +54,7 @@ from qtpy.QtWidgets import (
     QListWidgetItem,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -185,6 +187,7 @@ class SliceSamWidget(QWidget):
         self.shapes_layer = None
         self.prefetcher = None
         self._progress_label = "propagating"
+        self._background_text = ""
         self.current_obj: int | None = None
         self.positive = True
         self.hidden: set[int] = set()
@@ -220,7 +223,17 @@ class SliceSamWidget(QWidget):
 
     # -- UI --------------------------------------------------------------------------------
     def _build_ui(self) -> None:
-        layout = QVBoxLayout(self)
+        # the panels scroll (a short screen never squeezes them); the status lines stay put
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        panels = QWidget()
+        layout = QVBoxLayout(panels)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(panels)
+        outer.addWidget(scroll, 1)
 
         setup = QGroupBox("Volume and model")
         form = QFormLayout(setup)
@@ -277,6 +290,7 @@ class SliceSamWidget(QWidget):
         objects = QGroupBox("Objects")
         vbox = QVBoxLayout(objects)
         self.object_list = QListWidget()
+        self.object_list.setMaximumHeight(110)
         self.object_list.currentItemChanged.connect(self._on_object_selected)
         self.object_list.itemChanged.connect(self._on_object_item_changed)
         self.object_list.itemDoubleClicked.connect(lambda item: self.rename_object())
@@ -360,9 +374,11 @@ class SliceSamWidget(QWidget):
         vbox.addLayout(row)
         layout.addWidget(quality)
 
+        layout.addStretch(1)
         self.status_label = QLabel("pick an image and press Start")
         self.status_label.setWordWrap(True)
-        layout.addWidget(self.status_label)
+        self.status_label.setContentsMargins(8, 0, 8, 0)
+        outer.addWidget(self.status_label)
         self.embed_label = QLabel("")
         self.embed_label.setWordWrap(True)
         self.embed_label.setToolTip(
@@ -370,8 +386,13 @@ class SliceSamWidget(QWidget):
             "so that boxes and clicks there are answered at once"
         )
         self.embed_label.setStyleSheet("color: gray")
-        layout.addWidget(self.embed_label)
-        layout.addStretch(1)
+        self.embed_label.setContentsMargins(8, 0, 8, 4)
+        outer.addWidget(self.embed_label)
+        lines = self.status_label.fontMetrics().lineSpacing()
+        self.status_label.setMinimumHeight(2 * lines + 2)  # a two-line status is never cut
+        # as wide as the panels need: the dock never hides a button behind its right edge
+        bar = scroll.verticalScrollBar().sizeHint().width()
+        scroll.setMinimumWidth(panels.minimumSizeHint().width() + bar)
         self._update_polarity_button()
         self._update_weights_state()
 
@@ -409,12 +430,13 @@ class SliceSamWidget(QWidget):
         if not spec.needs_torch:
             text = "no weights needed"
         elif present:
-            text = f"weights: {spec.weights_path()}"
+            text = f"weights: {Path(spec.weights_path()).name}"
         elif downloadable:
             text = "weights missing: Download, or pick a weights file below"
         else:
             text = "weights missing: pick a weights file below"
         self.weights_label.setText(text)
+        self.weights_label.setToolTip(str(spec.weights_path()) if present else "")
 
     def fetch_weights(self) -> None:
         """Download the selected model's weights in the background, with progress."""
@@ -456,19 +478,24 @@ class SliceSamWidget(QWidget):
         self.progress.setValue(done)
         self._set_status(f"{self._progress_label}: {done}/{total} slices")
 
-    def _on_background(self, text: str) -> None:
-        """The background embedding's state, on its own line (never over the action's)."""
+    def _summary(self, summary) -> str:
+        """A propagation's one-line status; where each walk stopped goes to its tooltip."""
+        self.status_label.setToolTip("\n".join(summary.stops))
+        return summary.brief()
+
+    def _on_background(self, text: str | None = None) -> None:
+        """The background embedding's state, on its own line (never over the action's);
+        None refreshes the count of embedded slices only."""
+        if text is not None:
+            self._background_text = text
         session = self.session
-        if session is None:
+        if session is None or not self._background_text:
             self.embed_label.setText("")
             return
-        ready = f"{len(session.cache)}/{session.shape[0]} slices embedded"
-        if text.startswith("embedding slice"):
-            self.embed_label.setText(f"background: {text} ({ready})")
-        elif text == "idle":
-            self.embed_label.setText(f"background: idle ({ready})")
-        else:
-            self.embed_label.setText(f"background: {text}")
+        state = self._background_text
+        if state.startswith("embedding slice") or state == "idle":
+            state += f" ({len(session.cache)}/{session.shape[0]} slices embedded)"
+        self.embed_label.setText(f"background: {state}")
 
     def _error(self, exc: BaseException) -> None:
         message = str(exc) if isinstance(exc, SliceSamError) else f"{type(exc).__name__}: {exc}"
@@ -574,9 +601,8 @@ class SliceSamWidget(QWidget):
             )
             if autosave:  # an earlier sidecar becomes the one backup, never overwritten
                 journal = start_autosave(session, True, image_path=source, axis=self.axes.axis)
-                backup = getattr(journal, "backup", None)
-                if backup is not None:
-                    notes.append(f"the previous autosaved session was kept at {backup}")
+                if journal is not None and journal.backup is not None:
+                    notes.append(f"the previous autosaved session was kept at {journal.backup}")
             return session
 
         def done(session: Session) -> None:
@@ -884,7 +910,7 @@ class SliceSamWidget(QWidget):
 
         def report(correction) -> str:
             if correction.summary is not None:
-                return f"{label} + re-walk: {correction.summary}"
+                return f"{label} + re-walk: {correction.summary.brief()}"
             obj = self.session.objects.get(self.current_obj) if self.session else None
             if obj is not None and not obj.has_derived_slices():
                 return f"{label}: done; Propagate [Shift+P] fills the volume from it"
@@ -954,7 +980,7 @@ class SliceSamWidget(QWidget):
             self.cancel_button.setEnabled(False)
             self.propagate_button.setEnabled(True)
 
-        return self._run(job, f"propagating object {obj}", after=finish, report=str)
+        return self._run(job, f"propagating object {obj}", after=finish, report=self._summary)
 
     def show_uncertainty(self) -> None:
         """Show the selected object's uncertainty on the slice in view as an image layer (on
@@ -1127,6 +1153,7 @@ class SliceSamWidget(QWidget):
         self.labels_layer.refresh()
         self._render_prompts()
         self._render_objects()
+        self._on_background()
         self._apply_visibility()
         self._update_confidence()
 
@@ -1171,14 +1198,9 @@ class SliceSamWidget(QWidget):
             return
         weak = session.low_confidence_slices(self.current_obj, self.threshold_spin.value())
         worst = sorted(conf.items(), key=lambda kv: kv[1])[:5]
+        mean = float(np.mean(list(conf.values())))
         text = (
-            f"{len(conf)} slices · mean confidence {np.mean(list(conf.values())):.2f} · "
+            f"{len(conf)} slice{'' if len(conf) == 1 else 's'} · mean confidence {mean:.2f} · "
             f"{len(weak)} weak\nweakest: " + ", ".join(f"{z}: {c:.2f}" for z, c in worst[:4])
         )
         self.confidence_label.setText(text)
-
-
-def make_widget(napari_viewer: Viewer) -> SliceSamWidget:
-    """npe2 widget factory (napari injects the viewer by this annotation, so ``Viewer`` must be
-    a real import here, not one under ``TYPE_CHECKING``)."""
-    return SliceSamWidget(napari_viewer)

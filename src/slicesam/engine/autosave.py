@@ -7,6 +7,12 @@ samples): ``$SLICESAM_CACHE_DIR/sessions/<key>`` when that variable is set, else
 ``~/.cache/slicesam/sessions/<key>`` (``$XDG_CACHE_HOME`` honoured), where ``<key>`` hashes the
 image's absolute path (or, without a file, the volume's content).
 
+A new session on an image whose sidecar exists keeps that one sidecar as ``<sidecar>-previous``
+(replacing an older backup; :func:`start_autosave` sets ``journal.backup``), so saying "No" to
+"restore the autosaved session?" any number of times leaves one sidecar and one backup. The
+timestamped backups earlier versions kept (``<sidecar>-<date>-<time>``) are deleted then too,
+only those that are sidecars.
+
 No torch, Qt or napari here.
 """
 
@@ -14,6 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import shutil
 import sys
 import time
 import warnings
@@ -51,6 +59,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 CACHE_ENV = "SLICESAM_CACHE_DIR"
 SUFFIX = ".slicesam"
+#: The one backup a new session keeps of the sidecar it replaces: ``<sidecar>-previous``.
+BACKUP_SUFFIX = "-previous"
 
 
 # -- where -----------------------------------------------------------------------------------------
@@ -133,18 +143,38 @@ def resolve_sidecar(path: str | Path) -> Path:
     return found
 
 
+def backup_for(folder: str | Path) -> Path:
+    """Where a new session on ``folder``'s image keeps the sidecar it replaces:
+    ``<folder>-previous`` (e.g. ``image.nii.gz.slicesam-previous``)."""
+    folder = Path(folder)
+    return folder.with_name(folder.name + BACKUP_SUFFIX)
+
+
+def legacy_backups(folder: str | Path) -> list[Path]:
+    """The timestamped backups earlier versions kept of ``folder``
+    (``<folder>-<yyyymmdd>-<hhmmss>[-<n>]``), only those that are sidecars (:func:`is_sidecar`)."""
+    folder = Path(folder)
+    if not folder.parent.is_dir():
+        return []
+    pattern = re.compile(re.escape(folder.name) + r"-\d{8}-\d{6}(-\d+)?")
+    return sorted(p for p in folder.parent.iterdir() if pattern.fullmatch(p.name) and is_sidecar(p))
+
+
 def _move_aside(folder: Path) -> Path | None:
-    """Keep an earlier sidecar under a timestamped name instead of overwriting it."""
+    """Keep the sidecar in ``folder`` as the one backup (:func:`backup_for`), replacing an
+    older backup, and delete :func:`legacy_backups`: however often a new session replaces an
+    earlier one, at most one backup stays. Returns the backup, or None (no earlier sidecar)."""
     if not folder.exists():
         return None
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    target = folder.with_name(f"{folder.name}-{stamp}")
-    n = 1
-    while target.exists():
-        target = folder.with_name(f"{folder.name}-{stamp}-{n}")
-        n += 1
-    folder.rename(target)
-    return target
+    backup = backup_for(folder)
+    if backup.is_dir() and not backup.is_symlink():
+        shutil.rmtree(backup)
+    elif backup.exists() or backup.is_symlink():
+        backup.unlink()
+    folder.rename(backup)
+    for old in legacy_backups(folder):
+        shutil.rmtree(old, ignore_errors=True)
+    return backup
 
 
 # -- start -----------------------------------------------------------------------------------------
@@ -199,7 +229,8 @@ def start_autosave(
         session: a session with no journal yet.
         target: True for the default place (:func:`sidecar_for` of ``image_path`` or the
             session volume's file), or a sidecar folder path. An earlier sidecar there is
-            renamed ``<folder>-<date>-<time>`` (kept, never overwritten).
+            kept as the backup ``<folder>-previous`` (:func:`backup_for`), which replaces an
+            older backup; ``journal.backup`` says where (None when there was none).
         image_path: the image file (when the session volume does not carry it).
         axis: the image axis the session slices along (0 unless the session sees a
             transposed view of the file, as in the napari widget).
@@ -207,8 +238,9 @@ def start_autosave(
         durable: fsync every write (survives power loss, not only a crash).
 
     Returns:
-        the journal, or None when no folder could be written (a warning says why; the
-        session works on without autosave).
+        the journal (``journal.backup``: the path of the earlier session's sidecar, kept, or
+        None), or None when no folder could be written (a warning says why; the session works
+        on without autosave).
     """
     if target is None or target is False:
         return None
@@ -225,13 +257,14 @@ def start_autosave(
         tried = list(dict.fromkeys([folder, *sidecar_candidates(source)[1:]]))
     for candidate in tried:
         try:
-            _move_aside(candidate)
+            backup = _move_aside(candidate)
             candidate.mkdir(parents=True)
             write_header(candidate, header, durable=durable)
         except OSError as exc:
             last = exc
             continue
         journal = Journal(candidate, snapshot_every=snapshot_every, durable=durable)
+        journal.backup = backup
         journal.attach(session)
         journal.start_new(session)
         session.autosave = journal
@@ -395,6 +428,7 @@ def restore_session(
         )
     if resume:
         journal = Journal(folder)
+        journal.backup = None  # resuming replaces nothing
         journal.attach(sess)
         journal.resume(
             sess,

@@ -433,6 +433,9 @@ class Journal:
         self.durable = durable
         self.idle_exit_s = idle_exit_s
         self.error: BaseException | None = None
+        #: The earlier session's sidecar, kept as the one backup when this journal started
+        #: (set by :func:`slicesam.engine.autosave.start_autosave`; None when there was none).
+        self.backup: Path | None = None
         self.depth = 0  # nesting of journaled calls (only the outermost is recorded)
         self._cond = threading.Condition()
         self._queue: deque[_Item] = deque()

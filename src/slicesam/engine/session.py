@@ -101,15 +101,22 @@ class PropagationSummary:
     cancelled: bool = False
     seconds: float = 0.0
 
-    def __str__(self) -> str:
+    def brief(self) -> str:
+        """One short line: what was written, how sure, how long (no stop reasons)."""
         if self.cancelled:
             return f"object {self.label_id}: propagation cancelled, nothing changed"
         span = f"{self.slices[0]}-{self.slices[-1]}" if self.slices else "none"
         mean = np.mean(list(self.confidence.values())) if self.confidence else float("nan")
+        written = f"{len(self.slices)} slice{'' if len(self.slices) == 1 else 's'} written"
         return (
-            f"object {self.label_id}: {len(self.slices)} slices written ({span}), "
-            f"mean confidence {mean:.2f}, {self.seconds:.1f} s; " + "; ".join(self.stops)
+            f"object {self.label_id}: {written} ({span}), mean confidence {mean:.2f}, "
+            f"{self.seconds:.1f} s"
         )
+
+    def __str__(self) -> str:
+        if self.cancelled:
+            return self.brief()
+        return f"{self.brief()}; " + "; ".join(self.stops)
 
 
 @dataclass
