@@ -65,9 +65,11 @@ format:
 clean:
 	rm -rf $(VENV) build dist demo_output .pytest_cache
 
-# README screenshots of the real viewer (Xvfb), written to docs/images/.
+# README screenshots: the napari journey test (open, box, propagate, correct) saves what the
+# user sees at each step into docs/images/ (real viewer, Xvfb, real LiteMedSAM).
 screenshots: install xvfb
-	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python docs/make_screenshots.py
+	SLICESAM_SCREENSHOTS=docs/images xvfb-run -a -s "-screen 0 1600x1000x24" \
+	  $(BIN)/python -m pytest -q -p no:cacheprovider tests/_napari/test_journey.py -k user_journey
 
 # Benchmarks (BENCHMARKS.md): accuracy protocols of ../shared/BENCHMARK.md, and CPU speed.
 DATA ?= ../shared/datasets

@@ -136,6 +136,9 @@ def test_the_user_journey_in_napari(make_napari_viewer, tmp_path):
     assert written == tmp_path / "ct_labels.nii.gz"
     (back,) = viewer.open(str(written), plugin="napari-slicesam")
     assert back.__class__.__name__ == "Labels" and np.array_equal(back.data, corrected)
+    import nibabel as nib
+
+    assert np.array_equal(nib.load(written).affine, nib.load(image).affine)
 
 
 CLOSE_SCRIPT = """
@@ -143,41 +146,53 @@ import sys, time
 import napari
 from qtpy.QtWidgets import QApplication
 
+image, moment = sys.argv[1], sys.argv[2]
 viewer = napari.Viewer(show=True)
-viewer.open(sys.argv[1], plugin="napari-slicesam")
+viewer.open(image, plugin="napari-slicesam")
 _, widget = viewer.window.add_plugin_dock_widget("napari-slicesam", "SliceSAM")
 widget.device_combo.setCurrentText("cpu")
 widget.start(restore="fresh").wait()
 widget.shapes_layer.add_rectangles([[15, 30, 30], [15, 30, 60], [15, 60, 60], [15, 60, 30]])
 widget.wait()
-viewer.dims.set_current_step(0, 3)  # the prefetcher embeds the slices around slice 3
-deadline = time.time() + 30
-while not widget.embed_label.text().startswith("background: embedding"):
+if moment == "prefetching":
+    viewer.dims.set_current_step(0, 3)  # the prefetcher embeds the slices around slice 3
+    busy = lambda: widget.embed_label.text().startswith("background: embedding")
+else:
+    widget.propagate()
+    busy = lambda: widget.progress.value() > 0 and widget.busy
+deadline = time.time() + 60
+while not busy():
     QApplication.processEvents()
-    assert time.time() < deadline, "the prefetcher never started"
-print("closing while", widget.embed_label.text(), flush=True)
+    assert time.time() < deadline, "never got busy"
+print("closing while", moment, flush=True)
 viewer.close()
 print("closed", flush=True)
 """
 
 
 @pytest.mark.slow
-def test_closing_napari_while_the_prefetcher_runs_exits_cleanly(tmp_path):
+@pytest.mark.parametrize("moment", ["prefetching", "propagating"])
+def test_closing_napari_while_it_works_exits_cleanly(tmp_path, moment):
+    """Closing the viewer while the prefetcher embeds (it aborted the process in 4 of 5 runs:
+    a thread killed inside torch) or while a propagation runs: exit 0, the journal on disk."""
     from slicesam.engine.journal import read_journal
 
     script = tmp_path / "close.py"
     script.write_text(textwrap.dedent(CLOSE_SCRIPT))
-    for run in range(2):
+    for run in range(2 if moment == "prefetching" else 1):
         image = tmp_path / f"ct{run}.nii.gz"
         shutil.copy(get_sample("ct_abdomen").image, image)
         out = subprocess.run(
-            [sys.executable, str(script), str(image)],
+            [sys.executable, str(script), str(image), moment],
             capture_output=True,
             text=True,
             timeout=300,
             env={**os.environ, "PYTHONFAULTHANDLER": "1"},
         )
         assert out.returncode == 0, out.stdout + out.stderr[-3000:]
-        assert "closing while background: embedding slice" in out.stdout
+        assert f"closing while {moment}" in out.stdout and "closed" in out.stdout
         state = read_journal(tmp_path / f"ct{run}.nii.gz.slicesam")
-        assert [r["op"] for r in state.actions][-1] == "correct", "the box is on disk"
+        ops = [r["op"] for r in state.actions]
+        assert "correct" in ops, "the box is on disk"
+        if moment == "propagating":  # cancelled by the close: recorded, nothing changed
+            assert ops[-1] == "propagate" and state.actions[-1]["result"]["cancelled"]

@@ -231,10 +231,7 @@ def test_weak_slice_navigation(started, qtbot):
 def test_save_next_to_the_source_and_reopen(make_napari_viewer, qtbot, tmp_path, fake_registry):
     import nibabel as nib
 
-    data = np.full((6, 20, 24), -1000, np.int16)
-    data[1:5, 5:15, 6:18] = 60
-    path = tmp_path / "scan.nii.gz"
-    nib.save(nib.Nifti1Image(data.T.copy(), np.diag([-0.8, -0.8, 2.0, 1.0])), path)
+    path = write_scan(tmp_path)
     viewer = make_napari_viewer(show=True)
     from slicesam._napari.reader import get_reader
 
@@ -253,6 +250,17 @@ def test_save_next_to_the_source_and_reopen(make_napari_viewer, qtbot, tmp_path,
     assert "saved" in widget.status_label.text()
 
 
+def write_scan(folder):
+    """A small CT-like NIfTI ``folder/scan.nii.gz`` (a 60 HU block in air); returns its path."""
+    import nibabel as nib
+
+    data = np.full((6, 20, 24), -1000, np.int16)
+    data[1:5, 5:15, 6:18] = 60
+    path = folder / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(data.T.copy(), np.diag([-0.8, -0.8, 2.0, 1.0])), path)
+    return path
+
+
 def _open_scan(viewer, path):
     from slicesam._napari.reader import get_reader
 
@@ -264,12 +272,7 @@ def _open_scan(viewer, path):
 def test_reopening_an_image_offers_its_autosaved_session(
     make_napari_viewer, qtbot, tmp_path, fake_registry, answer
 ):
-    import nibabel as nib
-
-    data = np.full((6, 20, 24), -1000, np.int16)
-    data[1:5, 5:15, 6:18] = 60
-    path = tmp_path / "scan.nii.gz"
-    nib.save(nib.Nifti1Image(data.T.copy(), np.diag([-0.8, -0.8, 2.0, 1.0])), path)
+    path = write_scan(tmp_path)
     viewer = make_napari_viewer(show=True)
     _open_scan(viewer, path)
     first = SliceSamWidget(viewer)
@@ -453,12 +456,7 @@ def test_scripts_wait_on_jobs_and_see_direct_session_calls(started, qtbot):
 
 
 def test_restore_policy_answers_without_a_dialog(make_napari_viewer, tmp_path, fake_registry):
-    import nibabel as nib
-
-    data = np.full((6, 20, 24), -1000, np.int16)
-    data[1:5, 5:15, 6:18] = 60
-    path = tmp_path / "scan.nii.gz"
-    nib.save(nib.Nifti1Image(data.T.copy(), np.diag([-0.8, -0.8, 2.0, 1.0])), path)
+    path = write_scan(tmp_path)
     viewer = make_napari_viewer(show=True)
     _open_scan(viewer, path)
     first = SliceSamWidget(viewer)
