@@ -389,7 +389,8 @@ class SliceSamWidget(QWidget):
         self.embed_label.setContentsMargins(8, 0, 8, 4)
         outer.addWidget(self.embed_label)
         lines = self.status_label.fontMetrics().lineSpacing()
-        self.status_label.setMinimumHeight(2 * lines + 2)  # a two-line status is never cut
+        for label in (self.status_label, self.confidence_label, self.quality_label):
+            label.setMinimumHeight(2 * lines + 2)  # their two lines are never squeezed
         # as wide as the panels need: the dock never hides a button behind its right edge
         bar = scroll.verticalScrollBar().sizeHint().width()
         scroll.setMinimumWidth(panels.minimumSizeHint().width() + bar)
