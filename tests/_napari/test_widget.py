@@ -480,3 +480,28 @@ def test_restore_policy_answers_without_a_dialog(make_napari_viewer, tmp_path, f
     assert len(kept) == 2, f"one sidecar and one backup, got {kept}"
     with pytest.raises(ValueError, match="restore must be one of"):
         again.start(restore="maybe")
+
+
+def test_no_gpu_is_said_in_the_model_line_not_in_a_toast(
+    make_napari_viewer, two_balls, fake_registry
+):
+    import warnings
+
+    import torch
+    from napari.utils.notifications import notification_manager
+
+    if torch.cuda.is_available() or torch.backends.mps.is_available():
+        pytest.skip("a GPU is here: there is no CPU fallback to report")
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(two_balls[0], name="balls")
+    widget = SliceSamWidget(viewer)
+    assert widget.device_combo.currentText() == "auto"
+    seen = len(notification_manager.records)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # a warning is never hidden by an earlier one
+        with notification_manager:  # napari's hooks, as napari.run() installs them
+            widget.start().wait()
+            widget.wait()
+    toasts = [str(n.message) for n in notification_manager.records[seen:]]
+    assert not toasts, f"nothing pops up over the canvas: {toasts}"
+    assert "fake · cpu (no GPU found) · window" in widget.info_label.text()
