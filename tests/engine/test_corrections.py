@@ -394,12 +394,17 @@ def test_emptying_a_slice_clears_what_lies_past_it_up_to_an_earlier_emptied_one(
     assert kept[:10].all() and not kept[10:].any()
 
 
-def test_a_correction_and_its_rewalk_are_one_undo_step(two_balls, fake_model):
-    vol, a, _ = two_balls
-    sess = Session(vol, model=fake_model)
+def propagated_ball(vol, model) -> tuple[Session, int]:
+    """A session whose one object was boxed on slice 10 (ball A) and propagated."""
+    sess = Session(vol, model=model)
     obj = sess.new_object()
     sess.add_box(obj, 10, (8, 10, 28, 30))
     sess.propagate(obj)
+    return sess, obj
+
+
+def test_a_correction_and_its_rewalk_are_one_undo_step(two_balls, fake_model):
+    sess, obj = propagated_ball(two_balls[0], fake_model)
     before, objects_before = sess.labels.copy(), sess.objects
     # a negative click on slice 12 removes the ball there; the re-walk ends the object there
     result = sess.correct(obj, Point(12, 20.0, 18.0, positive=False))
@@ -435,11 +440,7 @@ def test_a_correction_without_propagated_slices_does_not_rewalk(two_balls, fake_
 
 
 def test_a_cancelled_rewalk_keeps_the_prompt_as_one_step(two_balls, fake_model):
-    vol, a, _ = two_balls
-    sess = Session(vol, model=fake_model)
-    obj = sess.new_object()
-    sess.add_box(obj, 10, (8, 10, 28, 30))
-    sess.propagate(obj)
+    sess, obj = propagated_ball(two_balls[0], fake_model)
     before = sess.labels.copy()
     result = sess.correct(obj, Point(12, 20.0, 18.0, positive=False), cancel=lambda: True)
     assert result.summary.cancelled and not (sess.labels[12] == obj).any()
