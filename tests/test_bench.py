@@ -105,3 +105,26 @@ def test_classical_backends_run_the_benchmark(dataset_root, tmp_path, name):
     summary = result["datasets"]["balls"]["summary"]
     assert result["environment"]["model"] == name
     assert summary["P1"] > 0.8, "bright balls on black are easy for a classical method"
+
+
+def test_object_splits_pick_their_structures(dataset_root, tmp_path, monkeypatch):
+    """`slicesam bench --objects validation` evaluates meta.json's validation_objects only."""
+    import slicesam.models.registry as registry
+    from slicesam.cli import main
+
+    root, _, _ = dataset_root
+    meta_path = root / "balls" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta.update(objects=[1], validation_objects=[2], training_objects=[])
+    meta_path.write_text(json.dumps(meta))
+    monkeypatch.setattr(registry, "load_model", lambda *a, **k: FakeModel(box_only=True))
+    seen = {}
+    for split in ("reported", "validation", "training"):
+        out = tmp_path / split
+        args = ["bench", "--data", str(root), "--out", str(out), "--objects", split]
+        assert main([*args, "--protocol", "P2", "--no-baselines", "--quiet"]) == 0
+        result = json.loads((out / "bench.json").read_text())
+        assert result["split"] == split
+        seen[split] = [list(ds["objects"]) for ds in result["datasets"].values()]
+    assert seen == {"reported": [["1"]], "validation": [["2"]], "training": []}
+    assert main(["bench", "--data", str(root), "--out", str(tmp_path / "x"), "--objects", "x"]) == 2

@@ -208,8 +208,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not args.data:
         raise SliceSamError("--data is required for the accuracy benchmark")
 
+    from .bench.datasets import SPLITS
+
     def ints(text: str | None) -> list[int] | None:
-        return [int(v) for v in text.split(",") if v.strip()] if text else None
+        try:
+            return [int(v) for v in text.split(",") if v.strip()] if text else None
+        except ValueError:
+            raise SliceSamError(
+                f"--objects expects {' | '.join(SPLITS)} or label ids (1,2,5), got {text!r}"
+            ) from None
+
+    split, ids = "reported", args.objects
+    if args.objects and args.objects.strip().lower() in SPLITS:
+        split, ids = args.objects.strip().lower(), None
 
     result = run_benchmark(
         args.data,
@@ -220,7 +231,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         protocols=parse_protocols(args.protocol),
         baselines=not args.no_baselines,
         datasets=args.datasets.split(",") if args.datasets else None,
-        objects=ints(args.objects),
+        objects=ints(ids),
+        split=split,
         max_objects=args.max_objects,
         all_objects=args.all_objects,
         p3_clicks=args.p3_clicks,
@@ -303,7 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--checkpoint", default=None, help="weights file")
     bench.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     bench.add_argument("--datasets", default=None, help="comma list of dataset folder names")
-    bench.add_argument("--objects", default=None, help="comma list of label ids to evaluate")
+    bench.add_argument(
+        "--objects",
+        default=None,
+        help="which structures: reported (default), validation or training (BENCHMARK.md "
+        "splits), or a comma list of label ids of the reported ones",
+    )
     bench.add_argument("--max-objects", type=int, default=None, help="at most N per dataset")
     bench.add_argument("--all-objects", action="store_true", help="not only the first 10")
     bench.add_argument("--p3-clicks", type=int, default=10)

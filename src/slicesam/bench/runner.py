@@ -73,6 +73,7 @@ def run_benchmark(
     baselines: bool = True,
     datasets: list[str] | None = None,
     objects: list[int] | None = None,
+    split: str = "reported",
     max_objects: int | None = None,
     all_objects: bool = False,
     p3_clicks: int = 10,
@@ -83,7 +84,9 @@ def run_benchmark(
     """Run the protocols on every dataset under ``data``; write ``out``/bench.json, bench.md,
     bench.png and return the result dictionary.
 
-    Results are written after each dataset, so an interrupted run keeps what it measured.
+    ``split`` picks the structures (BENCHMARK.md "Splits": "reported", "validation",
+    "training"); ``objects`` narrows them to these label ids. Results are written after each
+    dataset, so an interrupted run keeps what it measured.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -92,11 +95,17 @@ def run_benchmark(
         from ..models.registry import load_model
 
         model = load_model(model, checkpoint=checkpoint, device=device)
-    result: dict = {"environment": environment(model), "protocols": list(protocols), "datasets": {}}
+    result: dict = {
+        "environment": environment(model),
+        "protocols": list(protocols),
+        "split": split,
+        "datasets": {},
+    }
     loaded = [
-        load_dataset(f, all_objects=all_objects, max_objects=max_objects, only=objects)
+        load_dataset(f, all_objects=all_objects, max_objects=max_objects, only=objects, split=split)
         for f in folders
     ]
+    loaded = [ds for ds in loaded if ds.objects]  # e.g. no validation list in its meta.json
     tasks = list(protocols) + (list(BASELINES) if baselines else [])
     total = sum(len(d.objects) for d in loaded) * len(tasks)
     bar = None
