@@ -30,3 +30,73 @@ def test_public_api():
         assert hasattr(slicesam, name)
     with pytest.raises(AttributeError):
         slicesam.does_not_exist  # noqa: B018
+
+
+def _imports(tree, package: str) -> list[tuple[list[str], str | None]]:
+    """Per import statement not under ``if TYPE_CHECKING``: the absolute names it imports and,
+    for ``from a import b``, the module ``a`` it imports from (when ``a.b`` is no module)."""
+    import ast
+
+    hidden = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for inner in ast.walk(node)
+    }
+    found: list[tuple[list[str], str | None]] = []
+    for node in ast.walk(tree):
+        if id(node) in hidden:
+            continue
+        if isinstance(node, ast.Import):
+            found.append(([alias.name for alias in node.names], None))
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parts = parts[: len(parts) - node.level + 1]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            found.append(([f"{base}.{alias.name}" for alias in node.names], base))
+    return found
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """slicesam module -> the slicesam modules it imports (anywhere in it, lazily too)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "src"
+    files = {}
+    for path in (root / "slicesam").rglob("*.py"):
+        parts = path.relative_to(root).with_suffix("").parts
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        targets = set()
+        for names, source in _imports(tree, package):
+            modules = [n for n in names if n in files] or ([source] if source else [])
+            targets.update(m for m in modules if m in files and m not in (name, "slicesam"))
+        graph[name] = targets
+    return graph
+
+
+def test_no_import_cycles():
+    """Modules import downward only (DESIGN.md): no cycle, lazy imports included (the
+    package's own lazy ``__init__`` aside)."""
+    graph = _import_graph()
+    cycles, state = [], {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                cycles.append(path[path.index(nxt) :] + [nxt])
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)

@@ -35,8 +35,8 @@ _EXPORTS = {
     "dice": "slicesam.metrics",
     "SliceSamError": "slicesam.errors",
     "find_autosave": "slicesam.engine.autosave",
-    "load_session": "slicesam.engine.autosave",
-    "restore_session": "slicesam.engine.autosave",
+    "load_session": "slicesam.engine.session",
+    "restore_session": "slicesam.engine.session",
     "replay_session": "slicesam.replay",
 }
 
@@ -63,9 +63,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .engine.autosave import find_autosave, load_session, restore_session
+    from .engine.autosave import find_autosave
     from .engine.propagation import PropagationParams
-    from .engine.session import PropagationSummary, Session
+    from .engine.session import PropagationSummary, Session, load_session, restore_session
     from .errors import SliceSamError
     from .io import Volume, load_volume, save_labels
     from .metrics import dice

@@ -124,8 +124,7 @@ def replay_session(
     from .engine.autosave import (
         check_volume,
         click_edits_of,
-        load_state,
-        reset_transient,
+        objects_of,
         resolve_sidecar,
         source_volume,
     )
@@ -185,7 +184,7 @@ def replay_session(
         click_strategy=settings.get("click_strategy", "adaptive"),
         click_edits=click_edits_of(settings0),
     )
-    load_state(sess, opening.get("objects") or {})
+    sess.set_objects(objects_of(opening.get("objects") or {}))
 
     result = ReplayResult(sess, warnings=notes)
     actions = [r for r in state.records if r.get("op") not in ("open", "snapshot")]
@@ -196,7 +195,7 @@ def replay_session(
             sess.params = PropagationParams(**rec["settings"]["params"])
             sess.overwrite = rec["settings"]["overwrite"]
         if op == "restore":
-            reset_transient(sess)  # the restored session had no undo history nor mask logits
+            sess.forget_history()  # the restored session had no undo history nor mask logits
             if rec.get("weights_sha256") not in (None, model.weights_sha256):
                 note = f"the session went on after action {seq - 1} with other weights"
                 notes.append(f"WEIGHTS MISMATCH: {note} ({rec['weights_sha256']!r})")

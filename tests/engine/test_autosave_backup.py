@@ -20,10 +20,10 @@ from slicesam.engine.autosave import (
     find_autosave,
     is_sidecar,
     legacy_backups,
-    restore_session,
     start_autosave,
 )
 from slicesam.engine.journal import read_journal
+from slicesam.engine.session import restore_session
 from slicesam.io import load_volume
 
 

@@ -13,8 +13,9 @@ import pytest
 
 from slicesam.engine import Session
 from slicesam.engine import autosave as autosave_mod
-from slicesam.engine.autosave import find_autosave, restore_session, sidecar_for
+from slicesam.engine.autosave import find_autosave, sidecar_for
 from slicesam.engine.journal import JOURNAL, JournalError, load_labels, read_journal
+from slicesam.engine.session import restore_session
 from slicesam.io import load_volume
 
 

@@ -76,10 +76,10 @@ def test_a_published_hash_is_enforced_and_nothing_is_left_behind(cache, payload,
     # With the published hash equal to the file's, the same download is accepted.
     from dataclasses import replace
 
-    spec = MODELS["sam_vit_b"]
+    from slicesam.models.weights import WEIGHTS
+
     sha = hashlib.sha256(Path(url[len("file://") :]).read_bytes()).hexdigest()
-    patched = replace(spec, weights=replace(spec.weights, sha256=sha))
-    monkeypatch.setitem(MODELS, "sam_vit_b", patched)
+    monkeypatch.setitem(WEIGHTS, "sam_vit_b", replace(WEIGHTS["sam_vit_b"], sha256=sha))
     assert fetch("sam_vit_b", url=url).is_file()
 
 
@@ -132,7 +132,7 @@ def test_missing_weights_error_gives_the_fetch_command(cache):
         resolve_checkpoint("sam_vit_h", None)
     with pytest.raises(ModelError, match="no weights file"):
         cached_checkpoint("grabcut")
-    with pytest.raises(ModelError, match="unknown model"):
+    with pytest.raises(ModelError, match="'nope' has no weights file to fetch"):
         fetch("nope")
 
 

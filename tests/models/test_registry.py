@@ -90,9 +90,10 @@ def test_loading_without_weights_says_how_to_fetch(name, cache):
 def test_a_file_with_another_models_published_hash_is_refused(tmp_path, monkeypatch):
     path = tmp_path / "download.pth"
     torch.save({"w": torch.zeros(2)}, path)
-    spec = MODELS["sam_vit_b"]
-    fake = replace(spec, weights=replace(spec.weights, sha256=file_sha256(path)))
-    monkeypatch.setitem(MODELS, "sam_vit_b", fake)
+    from slicesam.models.weights import WEIGHTS
+
+    fake = replace(WEIGHTS["sam_vit_b"], sha256=file_sha256(path))
+    monkeypatch.setitem(WEIGHTS, "sam_vit_b", fake)
     with pytest.raises(CheckpointError, match="official sam_vit_b checkpoint.*--model sam_vit_b"):
         load_model("medsam", checkpoint=path, device="cpu")
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from slicesam.models.device import cpu_has_native_bf16, default_dtype
 from slicesam.models.litemedsam import load_litemedsam, preprocess_litemedsam
-from slicesam.models.tinyvit_fast import FastTinyViT, cpu_has_native_bf16, default_dtype
+from slicesam.models.tinyvit_fast import FastTinyViT
 
 pytestmark = pytest.mark.slow
 

@@ -333,7 +333,7 @@ def sam_speed(repeat: int = 2) -> dict:
     from segment_anything import sam_model_registry
 
     from ..models import sam_vit_attention
-    from ..models.tinyvit_fast import cpu_has_native_bf16
+    from ..models.device import cpu_has_native_bf16
 
     torch.manual_seed(0)
     reference = sam_model_registry["vit_b"]().image_encoder.eval()
@@ -426,8 +426,8 @@ def run_speed(
     import torch
 
     from ..intensity import apply_window
+    from ..models.device import cpu_has_native_bf16
     from ..models.litemedsam import load_litemedsam
-    from ..models.tinyvit_fast import cpu_has_native_bf16
 
     result: dict = {"torch_threads": torch.get_num_threads()}
     progress("startup")

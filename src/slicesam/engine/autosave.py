@@ -22,9 +22,9 @@ import hashlib
 import os
 import re
 import shutil
-import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,9 +33,9 @@ import numpy as np
 from .. import __version__
 from ..errors import SliceSamError
 from ..io.volume import Volume
+from ..user_cache import sessions_dir
 from .cache import volume_fingerprint
 from .clicks import ClickEdits
-from .history import History
 from .journal import (
     FORMAT,
     HEADER,
@@ -51,13 +51,12 @@ from .journal import (
     torch_threads,
     write_header,
 )
+from .objects import SegObject
 from .propagation import PropagationParams
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..models.base import SegmentationModel
     from .session import Session
 
-CACHE_ENV = "SLICESAM_CACHE_DIR"
 SUFFIX = ".slicesam"
 #: The one backup a new session keeps of the sidecar it replaces: ``<sidecar>-previous``.
 BACKUP_SUFFIX = "-previous"
@@ -66,15 +65,7 @@ BACKUP_SUFFIX = "-previous"
 # -- where -----------------------------------------------------------------------------------------
 def sessions_cache_dir() -> Path:
     """The folder of sidecars that cannot live next to their image."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser() / "sessions"
-    if sys.platform == "win32":  # pragma: no cover
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-        return base / "slicesam" / "cache" / "sessions"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
-    return base / "slicesam" / "sessions"
+    return sessions_dir()
 
 
 def _key(text: str) -> str:
@@ -274,19 +265,6 @@ def start_autosave(
 
 
 # -- restore ---------------------------------------------------------------------------------------
-def load_state(session: Session, objects: dict[int, dict[str, Any]]) -> None:
-    """Give ``session`` these objects; its labels become what it last wrote; no undo history."""
-    session._objects = {int(k): object_from_json(int(k), v) for k, v in objects.items()}
-    reset_transient(session)
-
-
-def reset_transient(session: Session) -> None:
-    """Forget what a restore cannot bring back: undo history and the model's mask logits."""
-    session._shadow = np.array(session.labels, copy=True)
-    session._logits.clear()
-    session._history = History()
-
-
 def source_volume(header: dict[str, Any], image: str | Path | None = None) -> Volume:
     """Load the session's image (``image`` overrides the recorded path) as the session saw it
     (slicing axis first), checking its content against the recorded fingerprint."""
@@ -353,38 +331,48 @@ def settings_of(header: dict[str, Any], state: JournalState) -> tuple[Propagatio
     return PropagationParams(**settings["params"]), str(settings["overwrite"])
 
 
-def restore_session(
+@dataclass
+class SavedSession:
+    """What a sidecar holds, ready to rebuild its session (:meth:`Session.restore
+    <slicesam.engine.session.Session.restore>`).
+
+    Attributes:
+        folder: the sidecar folder.
+        state: its journal, read.
+        volume: the session's volume (slicing axis first), checked against the record.
+        labels: the restored (z, y, x) labels.
+        model: the recorded model name; weights_sha256 its weights' hash.
+        settings: the ``Session`` keyword arguments recorded: window, params, overwrite,
+            click_strategy, click_edits.
+        objects: label id -> object, as the journal last recorded them.
+    """
+
+    folder: Path
+    state: JournalState
+    volume: Volume | np.ndarray
+    labels: np.ndarray
+    model: str
+    weights_sha256: str
+    settings: dict[str, Any]
+    objects: dict[int, SegObject]
+
+
+def read_autosave(
     path: str | Path,
     *,
-    model: str | SegmentationModel | None = None,
     volume: Volume | np.ndarray | None = None,
     image: str | Path | None = None,
     labels: np.ndarray | None = None,
-    checkpoint: str | Path | None = None,
-    device: str | None = None,
-    resume: bool = True,
-    **session_kwargs: Any,
-) -> Session:
-    """Rebuild a session from its sidecar: labels, objects (names, lock state) and prompts.
+) -> SavedSession:
+    """Read a sidecar (or find the one of image ``path``).
 
     Args:
         path: the sidecar folder, or the image whose sidecar to find (:func:`find_autosave`).
-        model: a model instance or registry name (default: the recorded model name).
         volume: the session's volume (default: the recorded image file, checked against the
             recorded content fingerprint).
         image: the image file, when it moved since the session was saved.
-        labels: an array to restore the labels into (e.g. a napari layer's data); a new one
-            when None.
-        checkpoint, device: for loading ``model`` by name (device default: "auto").
-        resume: keep autosaving into the same sidecar (a ``restore`` record marks the point).
-        **session_kwargs: passed to :class:`Session` (e.g. ``cache_bytes``).
-
-    The window, propagation params and overwrite mode are the recorded ones. Undo history and
-    mask logits are not restored. A model whose weights hash differs from the recorded one is
-    used with a warning (restoring needs no model output; replaying would).
+        labels: an array to restore the labels into (e.g. a napari layer's data).
     """
-    from .session import Session
-
     folder = resolve_sidecar(path)
     state = read_journal(folder)
     header = state.header
@@ -402,46 +390,52 @@ def restore_session(
         restored = labels
     params, overwrite = settings_of(header, state)
     settings = header["settings"]
-    sess = Session(
+    return SavedSession(
+        folder,
+        state,
         volume,
-        model=model if model is not None else settings["model"],
-        checkpoint=checkpoint,
-        device=device or "auto",
-        window=tuple(settings["window"]),
-        labels=restored,
-        params=params,
-        overwrite=overwrite,
-        **{
+        restored,
+        settings["model"],
+        settings.get("weights_sha256", ""),
+        {
+            "window": tuple(settings["window"]),
+            "params": params,
+            "overwrite": overwrite,
             "click_strategy": settings.get("click_strategy", "adaptive"),
             "click_edits": click_edits_of(settings),
-            **session_kwargs,
+        },
+        objects_of(state.objects),
+    )
+
+
+def objects_of(objects: dict[int, dict[str, Any]]) -> dict[int, SegObject]:
+    """Objects from their journal JSON."""
+    return {int(k): object_from_json(int(k), v) for k, v in objects.items()}
+
+
+def resume_autosave(session: Session, saved: SavedSession, *, resume: bool = True) -> None:
+    """After a restore: warn when the weights differ from the recorded ones, and (``resume``)
+    keep autosaving into the same sidecar, a ``restore`` record marking the point."""
+    if session.model.weights_sha256 != saved.weights_sha256:
+        warnings.warn(
+            f"restoring a session made with {saved.model} weights {saved.weights_sha256[:12]}… "
+            f"using {session.model.name} weights {session.model.weights_sha256[:12]}…; new "
+            "masks come from these weights",
+            stacklevel=3,
+        )
+    if not resume:
+        return
+    journal = Journal(saved.folder)
+    journal.backup = None  # resuming replaces nothing
+    journal.attach(session)
+    journal.resume(
+        session,
+        saved.state,
+        {
+            "model": session.model.name,
+            "weights_sha256": session.model.weights_sha256,
+            "device": str(session.model.device),
+            "torch_threads": torch_threads(),
         },
     )
-    load_state(sess, state.objects)
-    recorded = settings.get("weights_sha256", "")
-    if sess.model.weights_sha256 != recorded:
-        warnings.warn(
-            f"restoring a session made with {settings['model']} weights {recorded[:12]}… using "
-            f"{sess.model.name} weights {sess.model.weights_sha256[:12]}…; new masks come from "
-            "these weights",
-            stacklevel=2,
-        )
-    if resume:
-        journal = Journal(folder)
-        journal.backup = None  # resuming replaces nothing
-        journal.attach(sess)
-        journal.resume(
-            sess,
-            state,
-            {
-                "model": sess.model.name,
-                "weights_sha256": sess.model.weights_sha256,
-                "device": str(sess.model.device),
-                "torch_threads": torch_threads(),
-            },
-        )
-        sess.autosave = journal
-    return sess
-
-
-load_session = restore_session
+    session.autosave = journal

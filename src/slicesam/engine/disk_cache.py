@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..models.base import Embedding
-from .autosave import sessions_cache_dir
+from ..user_cache import embeddings_dir
 
 _log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ _log = logging.getLogger(__name__)
 def embeddings_cache_dir() -> Path:
     """The default root of on-disk embedding stores (next to the autosave sidecars:
     ``$SLICESAM_CACHE_DIR/embeddings`` or the user cache folder)."""
-    return sessions_cache_dir().parent / "embeddings"
+    return embeddings_dir()
 
 
 class DiskEmbeddingStore:

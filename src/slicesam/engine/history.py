@@ -118,6 +118,11 @@ class History:
         return [a.name for a in self._undo]
 
     @property
+    def last(self) -> Action | None:
+        """The action :meth:`pop_undo` would take back (None: nothing)."""
+        return self._undo[-1] if self._undo else None
+
+    @property
     def next_undo(self) -> str | None:
         """The name of the action :meth:`pop_undo` would take back (None: nothing)."""
         return self._undo[-1].name if self._undo else None

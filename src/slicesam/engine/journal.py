@@ -481,7 +481,7 @@ class Journal:
                 seq,
                 {"seq": seq, "op": "open", "t": time.time(), "settings": self._settings},
                 objects=self._objects_of(session),
-                full=np.array(_shadow(session), copy=True),
+                full=np.array(session.written_labels, copy=True),
             )
         )
 
@@ -517,7 +517,7 @@ class Journal:
 
     @staticmethod
     def _objects_of(session: Session) -> dict[int, dict[str, Any]]:
-        return {k: object_to_json(v) for k, v in list(session._objects.items())}
+        return {k: object_to_json(v) for k, v in session.objects.items()}
 
     def record(
         self, session: Session, op: str, args: dict[str, Any], result: Any = None
@@ -540,12 +540,12 @@ class Journal:
         settings = session_settings(session)
         if settings != self._settings:
             line["settings"] = self._settings = settings
-        shadow = _shadow(session)
+        shadow = session.written_labels
         slices = {z: np.array(shadow[z], copy=True) for z in sorted(self._dirty)}
         self._dirty.clear()
         edits = None
         if op == "sync_external_edits":
-            action = _last_action(session)
+            action = session.last_action
             if action is not None:
                 edits = [(d.z, d.index, d.before, d.after) for d in action.diffs]
         item = _Item(seq, line, self._objects_of(session), slices or None, None, edits)
@@ -702,17 +702,6 @@ class Journal:
 def _seq_of(name: str) -> int | None:
     head = name.split(".", 1)[0].split("-", 1)[0]
     return int(head) if head.isdigit() else None
-
-
-def _shadow(session: Session) -> np.ndarray:
-    """The label volume as the session last wrote it (unsynced brush strokes excluded)."""
-    shadow = getattr(session, "_shadow", None)
-    return shadow if shadow is not None else session.labels
-
-
-def _last_action(session: Session) -> Any:
-    undo = getattr(session._history, "_undo", None)
-    return undo[-1] if undo else None
 
 
 def _result_json(result: Any) -> Any:

@@ -1439,16 +1439,90 @@ class Session:
     def can_redo(self) -> bool:
         return self._history.can_redo
 
-    @classmethod
-    def restore(cls, path: str | Path, **kwargs) -> Session:
-        """Reopen an autosaved session from its sidecar folder (or its image's path): labels,
-        objects and prompts. See :func:`slicesam.engine.autosave.restore_session`."""
-        from .autosave import restore_session
+    # -- state for persistence (journal, autosave, replay) -------------------------------------
+    @property
+    def written_labels(self) -> np.ndarray:
+        """The (z, y, x) label volume as the session last wrote it: :attr:`labels` without the
+        brush strokes not adopted yet (:meth:`sync_external_edits`). Read only."""
+        return self._shadow
 
-        return restore_session(path, **kwargs)
+    @property
+    def last_action(self) -> Action | None:
+        """The last undoable action (its label diffs and object states), or None."""
+        return self._history.last
+
+    def set_objects(self, objects: dict[int, SegObject]) -> None:
+        """Replace every object (a restore): the labels stay as they are and count as written;
+        undo history and mask logits are forgotten (:meth:`forget_history`)."""
+        with self._lock:
+            self._objects = {int(k): v.clone() for k, v in objects.items()}
+            self.forget_history()
+
+    def forget_history(self) -> None:
+        """Forget what a restore cannot bring back: the undo history and the model's mask
+        logits; the current labels count as written."""
+        with self._lock:
+            self._shadow = np.array(self.labels, copy=True)
+            self._logits.clear()
+            self._history = History()
+
+    @classmethod
+    def restore(
+        cls,
+        path: str | Path,
+        *,
+        model: str | SegmentationModel | None = None,
+        volume: Volume | np.ndarray | None = None,
+        image: str | Path | None = None,
+        labels: np.ndarray | None = None,
+        checkpoint: str | Path | None = None,
+        device: str | None = None,
+        resume: bool = True,
+        **session_kwargs,
+    ) -> Session:
+        """Reopen an autosaved session from its sidecar folder (or its image's path): labels,
+        objects (names, lock state) and prompts.
+
+        Args:
+            path: the sidecar folder, or the image whose sidecar to find.
+            model: a model instance or registry name (default: the recorded model name).
+            volume: the session's volume (default: the recorded image file, checked against
+                the recorded content fingerprint).
+            image: the image file, when it moved since the session was saved.
+            labels: an array to restore the labels into (e.g. a napari layer's data).
+            checkpoint, device: for loading ``model`` by name (device default: "auto").
+            resume: keep autosaving into the same sidecar (a ``restore`` record marks it).
+            **session_kwargs: passed to :class:`Session` (e.g. ``cache_bytes``).
+
+        The window, propagation params, overwrite mode and click settings are the recorded
+        ones. Undo history and mask logits are not restored. A model whose weights differ
+        from the recorded ones is used with a warning (restoring needs no model output).
+        """
+        from .autosave import read_autosave, resume_autosave
+
+        saved = read_autosave(path, volume=volume, image=image, labels=labels)
+        session = cls(
+            saved.volume,
+            model=model if model is not None else saved.model,
+            checkpoint=checkpoint,
+            device=device or "auto",
+            labels=saved.labels,
+            **{**saved.settings, **session_kwargs},
+        )
+        session.set_objects(saved.objects)
+        resume_autosave(session, saved, resume=resume)
+        return session
 
     def __repr__(self) -> str:
         return (
             f"Session({self.volume!r}, model={self.model.name!r}, window={self.window}, "
             f"objects={sorted(self._objects)})"
         )
+
+
+def restore_session(path: str | Path, **kwargs) -> Session:
+    """:meth:`Session.restore` as a function (``slicesam.restore_session``)."""
+    return Session.restore(path, **kwargs)
+
+
+load_session = restore_session

@@ -15,6 +15,7 @@ import logging
 import os
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
@@ -83,21 +84,57 @@ def autocast(device: str) -> Any:
     return contextlib.nullcontext()
 
 
+def cpu_has_native_bf16() -> bool:
+    """True when this x86 CPU multiplies bfloat16 natively (AVX512-BF16 or AMX-BF16).
+
+    Reads ``/proc/cpuinfo`` (Linux); anywhere else, asks torch's CPU capability string.
+    """
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            return bool(flags & {"avx512_bf16", "amx_bf16"})
+    import torch
+
+    try:
+        return "AMX" in torch.backends.cpu.get_cpu_capability()
+    except Exception:  # pragma: no cover - very old torch
+        return False
+
+
+def default_dtype(device: Any = "cpu") -> Any:
+    """float32, unless ``SLICESAM_ENCODER_DTYPE=bfloat16`` asks for bfloat16 on a CPU that
+    multiplies bf16 natively (AVX512-BF16 / AMX).
+
+    bfloat16 is opt-in because it changes the masks: on the benchmark datasets the fast
+    encoder in bf16 gives P1 masks whose 3D Dice with the float32 ones is only
+    0.90-0.99 per dataset (the float32 fast encoder: identical masks). BENCHMARKS.md.
+    """
+    import torch
+
+    forced = os.environ.get("SLICESAM_ENCODER_DTYPE", "").strip().lower()
+    wanted = forced in ("bfloat16", "bf16")
+    if wanted and (torch.device(device).type != "cpu" or cpu_has_native_bf16()):
+        return torch.bfloat16
+    return torch.float32
+
+
 def encoder_autocast(device: str) -> tuple[Callable[[], Any], str]:
     """A factory of the precision context a large image encoder (SAM ViT) runs under on
     ``device``, and the precision's name (part of the embedding cache key).
 
     CUDA: float16 autocast. CPU: float32, or bfloat16 autocast when
     ``SLICESAM_ENCODER_DTYPE=bfloat16`` and the CPU multiplies bf16 natively (opt-in: see
-    :func:`slicesam.models.tinyvit_fast.default_dtype`).
+    :func:`default_dtype`).
     A factory, not a context: each call enters a fresh one (threads may embed at once).
     """
     if device.startswith("cuda"):
         return (lambda: autocast(device)), "reference-autocast-fp16"
     if device == "cpu":
         import torch
-
-        from .tinyvit_fast import default_dtype
 
         if default_dtype("cpu") == torch.bfloat16:
             bf16 = torch.bfloat16

@@ -21,16 +21,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import sys
 import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import CheckpointError, ModelError
-
-CACHE_ENV = "SLICESAM_CACHE_DIR"
+from ..errors import CheckpointError
+from ..user_cache import models_dir
+from .weights import weights_for
 
 _log = logging.getLogger("slicesam")
 
@@ -42,35 +41,12 @@ _CHUNK = 1 << 20
 
 def default_cache_dir() -> Path:
     """The folder model weights are fetched into and looked up in (see the module docstring)."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    home = Path.home()
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or home / "AppData" / "Local")
-        return base / "slicesam" / "cache" / "models"
-    if sys.platform == "darwin":
-        return home / "Library" / "Caches" / "slicesam" / "models"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else home / ".cache"
-    return base / "slicesam" / "models"
-
-
-def _spec(name: str):
-    from .registry import MODELS
-
-    spec = MODELS.get(name)
-    if spec is None:
-        raise ModelError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
-    if spec.weights is None:
-        raise ModelError(f"model {name} has no weights file to fetch")
-    return spec
+    return models_dir()
 
 
 def cache_path(name: str, cache_dir: str | Path | None = None) -> Path:
     """Where model ``name``'s weights file lives in the cache folder (it may not exist)."""
-    spec = _spec(name)
-    return Path(cache_dir or default_cache_dir()) / spec.weights.filename
+    return Path(cache_dir or default_cache_dir()) / weights_for(name).filename
 
 
 def _record_path(path: Path) -> Path:
@@ -131,8 +107,7 @@ def fetch(
             put the file by hand), or the download fails its sha256 check.
         ModelError: unknown model, or one without a weights file (classical backends).
     """
-    spec = _spec(name)
-    weights = spec.weights
+    weights = weights_for(name)
     folder = Path(cache_dir or default_cache_dir())
     dest = folder / weights.filename
     source = url or weights.url
@@ -210,10 +185,10 @@ def verify_cached(name: str, path: str | Path, digest: str | None = None) -> str
     """
     from .checkpoints import file_sha256
 
-    spec = _spec(name)
+    weights = weights_for(name)
     path = Path(path)
     digest = digest or file_sha256(path)
-    expected = spec.weights.sha256 or recorded_sha256(path)
+    expected = weights.sha256 or recorded_sha256(path)
     if expected is None:
         try:
             _write_record(path, digest)
@@ -221,7 +196,7 @@ def verify_cached(name: str, path: str | Path, digest: str | None = None) -> str
             _log.warning("cannot record the sha256 of %s (%s)", path, exc)
         return digest
     if digest != expected:
-        what = "published" if spec.weights.sha256 else f"recorded on first use in {path}.sha256"
+        what = "published" if weights.sha256 else f"recorded on first use in {path}.sha256"
         raise CheckpointError(
             f"{path} fails its sha256 check for {name} (got {digest[:12]}…, {what} "
             f"{expected[:12]}…): the file is corrupt, incomplete or was replaced. Run "
@@ -237,13 +212,13 @@ def cached_checkpoint(name: str, cache_dir: str | Path | None = None) -> tuple[P
         CheckpointError: not in the cache (the message gives ``slicesam models fetch NAME``, the
             URL and the exact path to put the file at), or it fails its hash check.
     """
-    spec = _spec(name)
+    weights = weights_for(name)
     path = cache_path(name, cache_dir)
     if not path.is_file():
         raise CheckpointError(
-            f"model {name} needs its weights file {spec.weights.filename}, which is not in the "
+            f"model {name} needs its weights file {weights.filename}, which is not in the "
             f"cache folder. Run `slicesam models fetch {name}` to download it, or "
-            + _put_hint(spec.weights.url, path)
+            + _put_hint(weights.url, path)
         )
     return path, verify_cached(name, path)
 
@@ -264,9 +239,9 @@ def resolve_checkpoint(name: str, checkpoint: str | Path | None) -> tuple[Path, 
     path = Path(checkpoint).expanduser()
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "not found"
-        spec = _spec(name)
+        weights = weights_for(name)
         raise CheckpointError(
-            f"checkpoint file {what}: {path} (model {name} expects {spec.weights.filename}; "
+            f"checkpoint file {what}: {path} (model {name} expects {weights.filename}; "
             f"`slicesam models fetch {name}` downloads it into the cache folder)"
         )
     return path, file_sha256(path)

@@ -25,8 +25,8 @@ import torch
 from ..errors import CheckpointError
 from .base import Embedding, Prediction
 from .checkpoints import file_sha256, load_state_dict
-from .device import autocast, resolve_device
-from .tinyvit_fast import FastTinyViT, default_dtype, fast_encoder_default
+from .device import autocast, default_dtype, resolve_device
+from .tinyvit_fast import FastTinyViT, fast_encoder_default
 from .torch_sam import TorchSamFamilyModel, longest_side_shape
 
 INPUT_SIZE = 256
@@ -90,7 +90,7 @@ def load_litemedsam(
             encoder is the reference module either way.
         encoder_dtype: compute dtype of the fast encoder; None = float32, or bfloat16 when
             ``SLICESAM_ENCODER_DTYPE=bfloat16`` and the CPU has native bf16 (see
-            :func:`~slicesam.models.tinyvit_fast.default_dtype`: bf16 changes the masks).
+            :func:`~slicesam.models.device.default_dtype`: bf16 changes the masks).
     """
     with warnings.catch_warnings():  # its vendored TinyViT uses deprecated timm import paths
         warnings.filterwarnings("ignore", message="Importing from timm", category=FutureWarning)

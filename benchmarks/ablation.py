@@ -1,0 +1,268 @@
+"""Ablation of the rules beyond the plain walk (issue 30): each rule off, P2 and P3 @5 on the
+reported and the validation objects of every open dataset.
+
+The plain walk is: the next slice's box is the previous mask's bounding box plus a margin, and
+a walk stops on the model's score, the area (growth, shrink, vanishing) or the overlap with
+the previous mask, or at the user's z range; a correction re-walks from its slice until the
+result no longer changes. Everything else is a *rule*, listed in :data:`VARIANTS` with the
+one change that turns it off (a parameter set to its "off" value, or a session step made a
+no-op). A rule is kept only when turning it off lowers the validation mean of P2 or of
+P3 @5 (equal weight per dataset) by more than 0.005.
+
+One Runner per dataset keeps the embeddings across variants (the signature does not include
+the propagation settings), so after the first variant only the decoder runs.
+
+    PYTHONPATH=src python benchmarks/ablation.py --data ../shared/datasets \\
+        --out benchmarks/results/ablation [--variants baseline,trim_brighter] [--clicks 5]
+
+Results go to ``OUT/ablation.json`` after every variant (a rerun skips the variants already
+there); ``--table`` prints the table from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from slicesam.bench.datasets import discover, load_dataset
+from slicesam.bench.protocols import Runner, p3_correct
+from slicesam.engine import clicks
+from slicesam.engine.propagation import PropagationParams, default_params
+from slicesam.engine.session import Session
+from slicesam.models.registry import load_model
+
+SPLITS = ("reported", "validation")
+#: A rule stays when turning it off lowers a validation mean by more than this.
+KEEP_ABOVE = 0.005
+
+
+@dataclasses.dataclass
+class Variant:
+    """One rule turned off: ``params``/``edits`` map the modality's defaults to the variant's;
+    ``patch`` is a context that makes a session step a no-op."""
+
+    what: str
+    params: Callable[[PropagationParams], PropagationParams] = lambda p: p
+    edits: Callable[[clicks.ClickEdits], clicks.ClickEdits] = lambda e: e
+    patch: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+
+
+def off(**fields) -> Callable[[PropagationParams], PropagationParams]:
+    return lambda p: dataclasses.replace(p, **fields)
+
+
+def edits_off(**fields) -> Callable[[clicks.ClickEdits], clicks.ClickEdits]:
+    return lambda e: dataclasses.replace(e, **fields)
+
+
+def no_op(name: str, value: Callable) -> Callable[[], contextlib.AbstractContextManager]:
+    @contextlib.contextmanager
+    def patched() -> Iterator[None]:
+        old = getattr(Session, name)
+        setattr(Session, name, value)
+        try:
+            yield
+        finally:
+            setattr(Session, name, old)
+
+    return patched
+
+
+VARIANTS: dict[str, Variant] = {
+    "baseline": Variant("today's defaults"),
+    # -- propagation: next-slice boxes
+    "margin_rel": Variant("CT/MR margin capped at a fifth of the box", off(margin_rel=0.0)),
+    "microscopy_margin": Variant(
+        "microscopy margin 6 model px (3 elsewhere)", off(margin_model_px=3.0)
+    ),
+    "min_fragment": Variant("boxes ignore stray mask parts (microscopy)", off(min_fragment=0.0)),
+    "split_parts": Variant("one box per mask part (MR)", off(split_parts=0.0)),
+    "small_box_inset": Variant(
+        "small structures boxed from pixel centres (CT)", off(small_box_inset=0.0)
+    ),
+    "box_jitter": Variant(
+        "user boxes predicted at 3 sizes and voted", off(box_jitter_model_px=(0.0,))
+    ),
+    # -- propagation: what a mask may take in
+    "overshoot_erosion": Variant(
+        "masks eroded by the user box's overshoot", off(max_overshoot_erosion_px=0)
+    ),
+    "trim_brighter": Variant(
+        "pixels much brighter than the object cut (CT)", off(trim_brighter=0.0)
+    ),
+    "max_small_growth": Variant("small structures' growth capped (CT)", off(max_small_growth=0.0)),
+    # -- propagation: stop rules beyond score / area / overlap
+    "intensity_drop": Variant("stop on a fall in mean intensity", off(max_intensity_drop=1.0)),
+    "fall_contrast": Variant(
+        "a fall stops only with a fall in contrast (microscopy)", off(fall_contrast=0.0)
+    ),
+    "intensity_rise": Variant(
+        "stop on a rise in mean intensity (MR, microscopy)",
+        off(max_intensity_rise=0.0, rewalk_intensity_rise=0.0),
+    ),
+    "rewalk_intensity_rise": Variant(
+        "re-walks' own rise threshold inside the object", off(rewalk_intensity_rise=0.0)
+    ),
+    "regrowth": Variant("stop when the area grows again after shrinking", off(max_regrowth=0.0)),
+    "bridge_gap": Variant(
+        "step over up to 2 slices where a walk would stop (MR)", off(bridge_gap=0)
+    ),
+    # -- corrections
+    "keep_surer": Variant("a re-walk keeps surer masks", off(keep_surer_by=-1.0)),
+    "rewalk_reference": Variant(
+        "re-walks compare with the whole object (microscopy)", off(rewalk_reference=False)
+    ),
+    "rewalk_end": Variant(
+        "a negative correction never grows the object past its ends",
+        patch=no_op("_rewalk_end", lambda self, target, anchor, d, end, run_end: end),
+    ),
+    "emptied_ends": Variant(
+        "an emptied slice ends the object on its side",
+        patch=no_op("_beyond_emptied_ends", lambda self, *a: set()),
+    ),
+    "rewalk_gaps": Variant(
+        "re-walk gaps between anchors are interpolated",
+        patch=no_op("_empty_gaps", lambda self, *a: set()),
+    ),
+    "first_click_trim": Variant(
+        "a first click's mask on an empty slice is trimmed (CT)",
+        patch=no_op("_trim_click", lambda self, target, mask, point, image: mask),
+    ),
+    # -- clicks on a box-only model
+    "intensity_edits": Variant(
+        "clicks follow intensities (CT, MR)",
+        edits=edits_off(remove_tolerance=0.0, add_tolerance=0.0),
+    ),
+    "add_max_fraction": Variant(
+        "a positive click may add 3x the mask",
+        edits=lambda e: dataclasses.replace(e, add_max_fraction=e.max_fraction),
+    ),
+    "add_max_neighbour": Variant(
+        "... or 2.5x the neighbour's area", edits=edits_off(add_max_neighbour=0.0)
+    ),
+    "empty_grow": Variant(
+        "a first click on an empty slice grows by intensity", edits=edits_off(empty_grow_below=0.0)
+    ),
+    "far_area_limit": Variant(
+        "a far first click's structure is size-limited", edits=edits_off(far_area_limit=0.0)
+    ),
+    "remnants": Variant(
+        "a negative click takes the thin remnants it leaves", edits=edits_off(remnant_width=0)
+    ),
+}
+
+
+def run_variant(runners: dict, name: str, clicks_n: int) -> dict:
+    """P2 and P3 @``clicks_n`` for every dataset and split with one variant."""
+    variant = VARIANTS[name]
+    out: dict = {}
+    with variant.patch():
+        for (ds_name, split), (run, objects) in runners.items():
+            modality = run.dataset.image.modality
+            run.session_kwargs = {
+                "params": variant.params(default_params(modality)),
+                "click_edits": variant.edits(clicks.default_click_edits(modality)),
+            }
+            per = {}
+            for label in objects:
+                curve = p3_correct(run, label, max_clicks=clicks_n)["dice_curve"]
+                per[str(label)] = [round(float(v), 5) for v in curve]
+            out.setdefault(ds_name, {})[split] = per
+    return out
+
+
+def means(entry: dict, clicks_n: int) -> dict:
+    """split -> (P2, P3@n) means with equal weight per dataset, and per dataset."""
+    table: dict = {}
+    for split in SPLITS:
+        rows = {
+            ds: (
+                float(np.mean([c[0] for c in per[split].values()])),
+                float(np.mean([c[clicks_n] for c in per[split].values()])),
+            )
+            for ds, per in entry.items()
+            if per.get(split)
+        }
+        p2 = float(np.mean([v[0] for v in rows.values()])) if rows else float("nan")
+        p3 = float(np.mean([v[1] for v in rows.values()])) if rows else float("nan")
+        table[split] = {"P2": p2, "P3": p3, "datasets": rows}
+    return table
+
+
+def print_table(results: dict, clicks_n: int) -> None:
+    base = means(results["baseline"], clicks_n)
+    print(
+        f"| rule off | reported ΔP2 | ΔP3@{clicks_n} | validation ΔP2 | ΔP3@{clicks_n} | verdict |"
+    )
+    print("|---|---|---|---|---|---|")
+    for name, entry in results.items():
+        m = means(entry, clicks_n)
+        d = {s: (m[s]["P2"] - base[s]["P2"], m[s]["P3"] - base[s]["P3"]) for s in SPLITS}
+        if name == "baseline":
+            cells = [f"{base[s][k]:.4f}" for s in SPLITS for k in ("P2", "P3")]
+            print(f"| baseline (absolute) | {' | '.join(cells)} | |")
+            continue
+        keep = min(d["validation"]) < -KEEP_ABOVE
+        cells = [f"{v:+.4f}" for s in SPLITS for v in d[s]]
+        print(
+            f"| {name}: {VARIANTS[name].what} | {' | '.join(cells)} | "
+            f"{'keep' if keep else 'delete'} |"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="../shared/datasets")
+    parser.add_argument("--out", default="benchmarks/results/ablation")
+    parser.add_argument("--variants", default="all")
+    parser.add_argument("--datasets", default=None)
+    parser.add_argument("--clicks", type=int, default=5)
+    parser.add_argument("--table", action="store_true", help="print the table and exit")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "ablation.json"
+    doc = json.loads(path.read_text()) if path.is_file() else {"clicks": args.clicks, "runs": {}}
+    if args.table:
+        print_table(doc["runs"], doc["clicks"])
+        return 0
+    names = list(VARIANTS) if args.variants == "all" else args.variants.split(",")
+    model = load_model("litemedsam", device="cpu")
+    runners: dict = {}
+    for folder in discover(args.data, args.datasets.split(",") if args.datasets else None):
+        run = None
+        for split in SPLITS:
+            ds = load_dataset(folder, split=split)
+            if not ds.objects:
+                continue
+            run = run or Runner(ds, model)
+            runners[(ds.name, split)] = (run, ds.objects)
+    for name in names:
+        if name in doc["runs"]:
+            continue
+        t0 = time.perf_counter()
+        doc["runs"][name] = run_variant(runners, name, args.clicks)
+        doc.setdefault("seconds", {})[name] = round(time.perf_counter() - t0, 1)
+        path.write_text(json.dumps(doc, indent=1))
+        m = means(doc["runs"][name], args.clicks)
+        print(
+            f"{name}: "
+            + "; ".join(f"{s} P2 {m[s]['P2']:.4f} P3 {m[s]['P3']:.4f}" for s in SPLITS)
+            + f" ({time.perf_counter() - t0:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+    print_table(doc["runs"], doc["clicks"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
