@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from slicesam.models.base import Embedding, Prediction
+from slicesam.models.base import Capabilities, Embedding, Prediction
 
 
 class FakeModel:
@@ -28,8 +28,15 @@ class FakeModel:
         self.weights_sha256 = "0" * 64
         self.device = "cpu"
         self.box_only = box_only
+        self.pauses_often = False
         self.embed_calls: list[int] = []
         self.predict_calls = 0
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            points=not self.box_only, encoder="fake", pauses_often=self.pauses_often
+        )
 
     def embed(self, image: np.ndarray) -> Embedding:
         self.embed_calls.append(int(image.sum()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from fakes import FakeModel
@@ -10,7 +11,9 @@ from slicesam.models.yield_points import yield_point
 
 
 class FastFake(FakeModel):
-    encoder_variant = "fake-fast"
+    @property
+    def capabilities(self):
+        return dataclasses.replace(super().capabilities, encoder="fake-fast")
 
 
 class PausingFake(FakeModel):

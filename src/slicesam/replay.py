@@ -153,7 +153,7 @@ def replay_session(
             f"{model.weights_sha256!r}; the labels will differ"
         )
     recorded_variant = settings.get("encoder_variant")
-    variant = getattr(model, "encoder_variant", "reference")
+    variant = model.capabilities.encoder
     if recorded_variant not in (None, variant):
         notes.append(
             f"the session's embeddings came from the {recorded_variant} encoder, the replay's "

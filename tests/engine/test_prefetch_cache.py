@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -110,6 +111,10 @@ def test_prefetch_errors_are_reported_not_raised():
 
 class PackingModel(FakeModel):
     """The fake model with the pack/unpack pair the on-disk cache needs."""
+
+    @property
+    def capabilities(self):
+        return dataclasses.replace(super().capabilities, packs_embeddings=True)
 
     def pack(self, emb: Embedding) -> dict:
         return {"features": emb.features, "sizes": np.array([*emb.original_size, *emb.input_size])}

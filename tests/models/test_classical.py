@@ -46,7 +46,7 @@ def test_interface_and_box_on_a_bright_disk(name, blobs):
     model = load_model(name)
     assert isinstance(model, SegmentationModel)
     assert model.name == name and model.weights_sha256 == "" and model.device == "cpu"
-    assert not model.box_only and model.input_scale_ref == 256
+    assert model.capabilities.points and model.input_scale_ref == 256
     emb = model.embed(image)
     assert emb.original_size == emb.input_size == (128, 160)
     assert np.array_equal(emb.features, image) and emb.nbytes == image.nbytes

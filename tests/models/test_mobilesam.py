@@ -117,7 +117,7 @@ def test_tinyvit_matches_a_reference_implementation():
 def test_mobilesam_loads_through_the_registry(mobile_checkpoint):
     model = load_model("mobilesam", checkpoint=mobile_checkpoint, device="cpu")
     assert isinstance(model, SamModel) and model.name == "mobilesam"
-    assert not model.box_only and model.input_scale_ref == 1024
+    assert model.capabilities.points and model.input_scale_ref == 1024
     assert model.weights_sha256 == file_sha256(mobile_checkpoint)
     # The decoder and the coordinate mapping, from a made-up embedding of a (40, 50) slice.
     emb = Embedding(torch.randn(1, 256, 64, 64), (40, 50), (819, 1024), 0)
@@ -162,7 +162,9 @@ def test_medsam_preprocessing_follows_its_inference_script():
 
 def test_medsam_loads_through_the_registry(vit_b_checkpoint):
     model = load_model("medsam", checkpoint=vit_b_checkpoint, device="cpu")
-    assert isinstance(model, MedSamModel) and model.name == "medsam" and model.box_only
+    assert (
+        isinstance(model, MedSamModel) and model.name == "medsam" and not model.capabilities.points
+    )
     assert model.weights_sha256 == file_sha256(vit_b_checkpoint)
     # Boxes scale by (1024 / W, 1024 / H): the input is the stretched full square.
     emb = Embedding(torch.randn(1, 256, 64, 64), (40, 50), (1024, 1024), 0)
@@ -241,7 +243,7 @@ def test_mobilesam_uses_the_fast_encoder_on_cpu(monkeypatch, mobile_checkpoint):
     monkeypatch.delenv("SLICESAM_ENCODER_DTYPE", raising=False)
     model = load_model("mobilesam", checkpoint=mobile_checkpoint, device="cpu")
     assert isinstance(model.image_encoder, FastTinyViT) and model.encoder_variant == "fast-fp32"
-    assert model.pauses_often
+    assert model.capabilities.pauses_often
     image = (np.random.default_rng(0).random((40, 50)) * 255).astype(np.uint8)
     fast = model.embed(image).features.float()
     monkeypatch.setenv("SLICESAM_FAST_ENCODER", "0")

@@ -53,7 +53,7 @@ def test_litemedsam_loads_the_packaged_weights():
 
     model = load_litemedsam(device="cpu")
     assert model.weights_sha256 == mlt.CHECKPOINT_SHA256
-    assert model.box_only and model.input_scale_ref == 256
+    assert not model.capabilities.points and model.input_scale_ref == 256
     image = np.zeros((64, 80), np.uint8)
     image[20:40, 25:50] = 220
     emb = model.embed(image)
@@ -166,7 +166,7 @@ def test_sam_vit_b_random_weights_through_a_session(tmp_path):
     vol = np.zeros((3, 40, 50), np.int16)
     vol[:, 10:30, 15:35] = 100
     sess = Session(vol, model="sam_vit_b", checkpoint=path, device="cpu")
-    assert sess.model.name == "sam_vit_b" and not sess.model.box_only
+    assert sess.model.name == "sam_vit_b" and sess.model.capabilities.points
     assert sess.model.weights_sha256 == file_sha256(path)
     obj = sess.new_object()
     mask = sess.add_box(obj, 1, (15, 10, 34, 29))

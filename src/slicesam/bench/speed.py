@@ -113,7 +113,7 @@ def encoder_speed(ref, fast, image: np.ndarray, repeat: int = 6) -> dict:
         "optimised_s": _p50(t_fast),
         "ratio": _ratio(_p50(t_ref), _p50(t_fast)),
         "target": "optimised <= 0.25 s and ratio >= 4",
-        "variant": fast.encoder_variant,
+        "variant": fast.capabilities.encoder,
     }
 
 

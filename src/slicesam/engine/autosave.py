@@ -194,7 +194,7 @@ def session_header(
             "model": model.name,
             "weights_sha256": model.weights_sha256,
             "device": str(model.device),
-            "encoder_variant": getattr(model, "encoder_variant", "reference"),
+            "encoder_variant": model.capabilities.encoder,
             "click_strategy": session.click_strategy,
             "click_edits": to_jsonable(session.click_edits),
             "torch_threads": torch_threads(),

@@ -248,11 +248,11 @@ class Session:
                 model.name,
                 model.weights_sha256,
                 # the fast and the reference encoder give slightly different features
-                getattr(model, "encoder_variant", "reference"),
+                model.capabilities.encoder,
             ]
         )
         store = None
-        if disk_cache and hasattr(model, "pack") and hasattr(model, "unpack"):
+        if disk_cache and model.capabilities.packs_embeddings:
             from .disk_cache import DiskEmbeddingStore, embeddings_cache_dir
 
             root = embeddings_cache_dir() if disk_cache is True else Path(disk_cache)
@@ -260,7 +260,7 @@ class Session:
         #: Interactive work first: background forwards pause while it runs
         #: (:mod:`slicesam.engine.foreground`). A click waits for a background forward to
         #: pause only where the model's pause points are a few milliseconds apart.
-        self.gate = ForegroundGate(settle_s=0.03 if getattr(model, "pauses_often", False) else 0.0)
+        self.gate = ForegroundGate(settle_s=0.03 if model.capabilities.pauses_often else 0.0)
         self.cache = EmbeddingCache(
             signature, max_bytes=cache_bytes, store=store, wait_context=self.gate.released
         )
@@ -415,9 +415,8 @@ class Session:
     def limit_threads(self, n: int) -> None:
         """Limit the model's CPU threads for forwards run from the calling thread (used by the
         prefetcher's thread; a no-op for models without a thread pool)."""
-        limit = getattr(self.model, "limit_threads", None)
-        if limit is not None:
-            limit(n)
+        if self.model.capabilities.thread_limit:
+            self.model.limit_threads(n)
 
     def background_setup(self, threads: int | None = None) -> None:
         """Make the calling thread a background worker of this session (the prefetcher's
@@ -513,7 +512,7 @@ class Session:
             prompts = target.prompts.get(z, SlicePrompts())
             prompts = SlicePrompts(prompts.box, [*prompts.points, point])
             predict = lambda **kw: self._predict(z, **kw)  # noqa: E731
-            if self.model.box_only:
+            if not self.model.capabilities.points:
                 current = self.labels[z] == target.label_id
                 first = positive and not current.any()  # a first click on an empty slice
                 # only positive clicks use the neighbour (what they add) and, on an empty
@@ -645,7 +644,7 @@ class Session:
             prompts = target.prompts.get(z, SlicePrompts())
             predict = lambda **kw: self._predict(z, **kw)  # noqa: E731
             logits = None
-            if self.model.box_only:
+            if not self.model.capabilities.points:
                 current = self.labels[z] == target.label_id
                 mask, score = box_only_scribble(
                     predict, current, line, bool(positive), self.model_px
@@ -1266,13 +1265,13 @@ class Session:
                 pixel_extent(mask_bbox(current)), 3 * self.model_px, self.shape[1:], 1.0
             )
         kwargs: dict = {"box": box}
-        if prompts is not None and prompts.points and not self.model.box_only:
+        if prompts is not None and prompts.points and self.model.capabilities.points:
             coords, labels = points_arrays(prompts.points)
             kwargs.update(points=coords, point_labels=labels)
         emb = self.embed(z)
         single = self.model.predict(emb, multimask=False, **kwargs)
         multi = self.model.predict(emb, multimask=True, **kwargs)
-        padded = getattr(self.model, "low_res_padded", False)
+        padded = self.model.capabilities.low_res_padded
         side = int(self.model.input_scale_ref) if padded else None
         umap = uncertainty_map(single, multi, emb, side)
         band = max(3.0, 4.0 * self.model_px)

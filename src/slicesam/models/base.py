@@ -50,6 +50,33 @@ class Prediction:
     logits: np.ndarray | None = None
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a model can do, declared by the model and read by the engine.
+
+    Attributes:
+        points: point prompts on their own give useful masks; False for models trained
+            with boxes only (LiteMedSAM, MedSAM), whose clicks the engine turns into boxes.
+        encoder: which encoder implementation and precision computes the embeddings; part
+            of the embedding cache's key, since two give slightly different features.
+        pauses_often: the encoder's forward reaches a pause point every few milliseconds, so
+            a click waits for the background embedding to pause rather than share the cores.
+        low_res_padded: ``Prediction.low_res_logits`` cover the padded square model input
+            (SAM family), not only the slice.
+        thread_limit: ``limit_threads(n)`` sets the CPU threads of the calling thread's
+            forwards.
+        packs_embeddings: ``pack``/``unpack`` turn an embedding into numpy arrays and back
+            (the on-disk embedding cache).
+    """
+
+    points: bool = True
+    encoder: str = "reference"
+    pauses_often: bool = False
+    low_res_padded: bool = False
+    thread_limit: bool = False
+    packs_embeddings: bool = False
+
+
 @runtime_checkable
 class SegmentationModel(Protocol):
     """A promptable 2D segmentation model.
@@ -58,8 +85,7 @@ class SegmentationModel(Protocol):
         name: registry name, e.g. "litemedsam".
         weights_sha256: hash of the weights file in use ("" for weight-free backends).
         device: torch device string ("cpu", "cuda", "mps") or "cpu" for classical backends.
-        box_only: True when point prompts on their own give no useful mask (LiteMedSAM was
-            trained with boxes only); the engine then drives clicks through boxes.
+        capabilities: what it can do (:class:`Capabilities`).
         input_scale_ref: longest side of the model input (256 for LiteMedSAM, 1024 for SAM),
             used to convert "pixels at model scale" margins to slice pixels.
     """
@@ -67,7 +93,7 @@ class SegmentationModel(Protocol):
     name: str
     weights_sha256: str
     device: str
-    box_only: bool
+    capabilities: Capabilities
     input_scale_ref: int
 
     def embed(self, image: np.ndarray) -> Embedding:

@@ -42,7 +42,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import CheckpointError
-from .base import Embedding, Prediction
+from .base import Capabilities, Embedding, Prediction
 
 _log = logging.getLogger("slicesam")
 
@@ -384,14 +384,14 @@ class ClassicalModel:
             LiteMedSAM, by default.
 
     Attributes:
-        name, weights_sha256 (""), device ("cpu"), box_only (False), input_scale_ref.
+        name, weights_sha256 (""), device ("cpu"), capabilities, input_scale_ref.
     """
 
     name = "classical"
     weights_sha256 = ""
     device = "cpu"
-    box_only = False
-    encoder_variant = "none"  # no encoder: the features are the slice
+    #: clicks are seeds; no encoder (the features are the slice)
+    capabilities = Capabilities(points=True, encoder="none")
 
     def __init__(self, input_scale_ref: int = 256) -> None:
         self.input_scale_ref = int(input_scale_ref)

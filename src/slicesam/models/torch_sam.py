@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import Embedding, Prediction
+from .base import Capabilities, Embedding, Prediction
 from .device import cpu_default_switch
 from .geometry import longest_side_shape  # noqa: F401  (re-exported for the backends)
 from .yield_points import add_block_yield_points
@@ -106,6 +106,18 @@ class TorchSamFamilyModel:
             original_size=(int(image.shape[0]), int(image.shape[1])),
             input_size=input_size,
             nbytes=features.element_size() * features.nelement(),
+        )
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this model can do (the engine reads nothing else)."""
+        return Capabilities(
+            points=not self.box_only,
+            encoder=self.encoder_variant,
+            pauses_often=self.pauses_often,
+            low_res_padded=self.low_res_padded,
+            thread_limit=True,
+            packs_embeddings=True,
         )
 
     def limit_threads(self, n: int) -> None:
