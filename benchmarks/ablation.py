@@ -160,6 +160,30 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
+def combined(names: list[str]) -> Variant:
+    """All of ``names`` turned off at once."""
+    parts = [VARIANTS[n] for n in names]
+
+    def params(p: PropagationParams) -> PropagationParams:
+        for part in parts:
+            p = part.params(p)
+        return p
+
+    def edits(e: clicks.ClickEdits) -> clicks.ClickEdits:
+        for part in parts:
+            e = part.edits(e)
+        return e
+
+    @contextlib.contextmanager
+    def patch() -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            for part in parts:
+                stack.enter_context(part.patch())
+            yield
+
+    return Variant(" + ".join(names), params, edits, patch)
+
+
 def run_variant(runners: dict, name: str, clicks_n: int) -> dict:
     """P2 and P3 @``clicks_n`` for every dataset and split with one variant."""
     variant = VARIANTS[name]
@@ -197,7 +221,8 @@ def means(entry: dict, clicks_n: int) -> dict:
     return table
 
 
-def print_table(results: dict, clicks_n: int) -> None:
+def print_table(results: dict, clicks_n: int, doc_what: dict | None = None) -> None:
+    doc_what = doc_what or {}
     base = means(results["baseline"], clicks_n)
     print(
         f"| rule off | reported ΔP2 | ΔP3@{clicks_n} | validation ΔP2 | ΔP3@{clicks_n} | verdict |"
@@ -218,24 +243,12 @@ def print_table(results: dict, clicks_n: int) -> None:
         )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default="../shared/datasets")
-    parser.add_argument("--out", default="benchmarks/results/ablation")
-    parser.add_argument("--variants", default="all")
-    parser.add_argument("--datasets", default=None)
-    parser.add_argument("--clicks", type=int, default=5)
-    parser.add_argument("--table", action="store_true", help="print the table and exit")
-    args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "ablation.json"
-    doc = json.loads(path.read_text()) if path.is_file() else {"clicks": args.clicks, "runs": {}}
-    if args.table:
-        print_table(doc["runs"], doc["clicks"])
-        return 0
-    names = list(VARIANTS) if args.variants == "all" else args.variants.split(",")
+def _runners(args) -> dict:
     model = load_model("litemedsam", device="cpu")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     runners: dict = {}
     for folder in discover(args.data, args.datasets.split(",") if args.datasets else None):
         run = None
@@ -245,12 +258,85 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             run = run or Runner(ds, model)
             runners[(ds.name, split)] = (run, ds.objects)
+    return runners
+
+
+def greedy(args, doc: dict, path: Path) -> int:
+    """Backward elimination: delete the candidate rules one by one, most harmless first (by
+    their single-rule validation deltas), keeping each deletion only while the validation
+    means of P2 and P3 stay within ``KEEP_ABOVE`` of today's (the baseline): rules that are
+    harmless alone but not together are found."""
+    candidates = args.greedy.split(",")
+    base = means(doc["runs"]["baseline"], args.clicks)
+
+    def delta(entry: dict) -> tuple[float, float]:
+        m = means(entry, args.clicks)["validation"]
+        return m["P2"] - base["validation"]["P2"], m["P3"] - base["validation"]["P3"]
+
+    candidates.sort(key=lambda n: -sum(delta(doc["runs"][n])) if n in doc["runs"] else 0.0)
+    runners = _runners(args)
+    deleted: list[str] = []
+    log = doc.setdefault("greedy", [])
+    for cand in candidates:
+        trial = [*deleted, cand]
+        name = "greedy:" + ",".join(trial)
+        if name not in doc["runs"]:
+            VARIANTS[name] = combined(trial)
+            t0 = time.perf_counter()
+            doc["runs"][name] = run_variant(runners, name, args.clicks)
+            doc.setdefault("what", {})[name] = f"{len(trial)} rules off (+ {cand})"
+            doc.setdefault("seconds", {})[name] = round(time.perf_counter() - t0, 1)
+        d2, d3 = delta(doc["runs"][name])
+        accepted = d2 >= -KEEP_ABOVE and d3 >= -KEEP_ABOVE
+        if accepted:
+            deleted = trial
+        log.append({"candidate": cand, "dP2": d2, "dP3": d3, "deleted": accepted})
+        path.write_text(json.dumps(doc, indent=1))
+        print(
+            f"{cand}: validation dP2 {d2:+.4f} dP3 {d3:+.4f} -> "
+            f"{'deleted' if accepted else 'kept'}",
+            file=sys.stderr,
+            flush=True,
+        )
+    print("deleted:", ",".join(deleted))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="../shared/datasets")
+    parser.add_argument("--out", default="benchmarks/results/ablation")
+    parser.add_argument("--variants", default="all")
+    parser.add_argument("--datasets", default=None)
+    parser.add_argument("--clicks", type=int, default=5)
+    parser.add_argument("--table", action="store_true", help="print the table and exit")
+    parser.add_argument("--combine", default=None, help="comma list: turn these off together")
+    parser.add_argument("--combine-name", default="combined", help="the combination's name")
+    parser.add_argument("--greedy", default=None, help="comma list: backward elimination")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "ablation.json"
+    doc = json.loads(path.read_text()) if path.is_file() else {"clicks": args.clicks, "runs": {}}
+    if args.table:
+        print_table(doc["runs"], doc["clicks"], doc.get("what"))
+        return 0
+    if args.greedy:
+        return greedy(args, doc, path)
+    names = list(VARIANTS) if args.variants == "all" else args.variants.split(",")
+    if args.combine:
+        parts = args.combine.split(",")
+        VARIANTS[args.combine_name] = combined(parts)
+        names = [args.combine_name]
+    runners = _runners(args)
     for name in names:
         if name in doc["runs"]:
             continue
         t0 = time.perf_counter()
         doc["runs"][name] = run_variant(runners, name, args.clicks)
         doc.setdefault("seconds", {})[name] = round(time.perf_counter() - t0, 1)
+        doc.setdefault("what", {})[name] = VARIANTS[name].what
         path.write_text(json.dumps(doc, indent=1))
         m = means(doc["runs"][name], args.clicks)
         print(
@@ -260,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
             flush=True,
         )
-    print_table(doc["runs"], doc["clicks"])
+    print_table(doc["runs"], doc["clicks"], doc.get("what"))
     return 0
 
 
