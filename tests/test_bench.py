@@ -128,3 +128,14 @@ def test_object_splits_pick_their_structures(dataset_root, tmp_path, monkeypatch
         seen[split] = [list(ds["objects"]) for ds in result["datasets"].values()]
     assert seen == {"reported": [["1"]], "validation": [["2"]], "training": []}
     assert main(["bench", "--data", str(root), "--out", str(tmp_path / "x"), "--objects", "x"]) == 2
+
+
+def test_p5_from_a_p3_curve():
+    from slicesam.bench.report import p5_from_p3
+
+    p5 = p5_from_p3([0.5, 0.7, 0.6, 0.8, 0.8, 0.9, 0.95])
+    assert p5["final"] == pytest.approx(0.9)
+    assert p5["auc"] == pytest.approx((0.6 + 0.65 + 0.7 + 0.8 + 0.85) / 5)
+    assert p5["max_drop"] == pytest.approx(0.1)
+    assert p5_from_p3([0.5, 0.6]) is None
+    assert p5_from_p3([0.2] * 6)["max_drop"] == 0.0

@@ -55,6 +55,23 @@ def _mean_at(per_object: list[dict[str, float]]) -> dict[str, float]:
     return {k: _mean([d[k] for d in per_object]) for k in sorted(keys, key=int)}
 
 
+#: P5 (BENCHMARK.md): one box, then up to this many corrective clicks chosen as in P3.
+P5_CLICKS = 5
+
+
+def p5_from_p3(curve: list[float]) -> dict | None:
+    """P5 from a P3 Dice curve (the same prompts: P2's box, then P3's clicks): the final
+    Dice after :data:`P5_CLICKS` clicks, the area under the Dice-vs-interaction curve over
+    interactions 0..5 (trapezoidal, divided by 5 so that 1 is perfect) and the largest drop
+    of Dice caused by one click (0 when no click lowered it). None for a shorter curve."""
+    if len(curve) <= P5_CLICKS:
+        return None
+    points = np.asarray(curve[: P5_CLICKS + 1], float)
+    auc = float(((points[1:] + points[:-1]) / 2).sum() / P5_CLICKS)
+    drop = float(max(0.0, (points[:-1] - points[1:]).max()))
+    return {"final": float(points[-1]), "auc": auc, "max_drop": drop}
+
+
 def summarize(objects: dict[str, dict]) -> dict:
     """Mean over objects of every reported figure of one dataset."""
     out: dict = {"n_objects": len(objects)}
@@ -71,6 +88,14 @@ def summarize(objects: dict[str, dict]) -> dict:
             "noc85": _mean([r["noc85"] for r in p3]),
             "noc90": _mean([r["noc90"] for r in p3]),
         }
+        p5 = [f for f in (p5_from_p3(r["dice_curve"]) for r in p3) if f is not None]
+        if p5:
+            out["P5"] = {
+                "final": _mean([f["final"] for f in p5]),
+                "auc": _mean([f["auc"] for f in p5]),
+                "max_drop": _mean([f["max_drop"] for f in p5]),
+                "worst_drop": float(max(f["max_drop"] for f in p5)),
+            }
     p4 = [o["P4"] for o in per if "P4" in o]
     if p4:
         out["P4"] = {
@@ -121,6 +146,20 @@ def markdown(result: dict) -> str:
             *[_f(at4.get(str(k))) for k in P4_REPORT_AT],
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    p5_rows = [(name, ds["summary"]["P5"]) for name, ds in result["datasets"].items()
+               if "P5" in ds["summary"]]  # fmt: skip
+    if p5_rows:
+        lines += [
+            "",
+            "P5 (box, then 5 clicks as in P3): final 3D Dice, DSC-AUC over interactions 0-5,"
+            " mean and worst drop of Dice caused by one click:",
+            "",
+            "| dataset | final | AUC | mean largest drop | worst drop |",
+            "|---|---|---|---|---|",
+        ]
+        for name, p5 in p5_rows:
+            cells = [_f(p5["final"]), _f(p5["auc"]), _f(p5["max_drop"]), _f(p5["worst_drop"])]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "Per-slice confidence vs true per-slice Dice (slices written by propagation and prompts):",
