@@ -3,7 +3,10 @@
 The journal (:mod:`slicesam.engine.journal`) records every action with its arguments. Replaying
 it from the session's initial labels with the same model weights, intensity window, propagation
 params and torch thread count, on the CPU, gives the label volume the session had, voxel for
-voxel; :func:`replay_session` checks that against the autosaved labels.
+voxel; :func:`replay_session` checks that against the autosaved labels. A journal recorded by
+a version whose propagation params or click edits had rules that were deleted since is replayed
+without them (:func:`~slicesam.engine.autosave.params_of`): where the session used one of them,
+the replay may differ.
 """
 
 from __future__ import annotations
@@ -125,11 +128,11 @@ def replay_session(
         check_volume,
         click_edits_of,
         objects_of,
+        params_of,
         resolve_sidecar,
         source_volume,
     )
     from .engine.journal import load_labels, load_npz, prompt_from_json, read_journal
-    from .engine.propagation import PropagationParams
     from .engine.session import Session
 
     t0 = time.perf_counter()
@@ -179,7 +182,7 @@ def replay_session(
         model=model,
         window=tuple(settings["window"]),
         labels=initial,
-        params=PropagationParams(**settings0["params"]),
+        params=params_of(settings0["params"]),
         overwrite=settings0["overwrite"],
         click_strategy=settings.get("click_strategy", "adaptive"),
         click_edits=click_edits_of(settings0),
@@ -192,7 +195,7 @@ def replay_session(
     for rec in actions:
         op, seq = rec["op"], rec["seq"]
         if rec.get("settings"):
-            sess.params = PropagationParams(**rec["settings"]["params"])
+            sess.params = params_of(rec["settings"]["params"])
             sess.overwrite = rec["settings"]["overwrite"]
         if op == "restore":
             sess.forget_history()  # the restored session had no undo history nor mask logits

@@ -333,48 +333,6 @@ def test_box_only_click_grows_a_first_click_when_the_model_finds_too_little():
     assert out.sum() < 20, "without the slice's intensities: a small disk at the click"
 
 
-def _growing_predictor(shape=(64, 64)):
-    """A box-only model that answers a box with the disk inscribed in it, surer the larger
-    the box: the structure under a click is then always the largest box's."""
-    from slicesam.models.base import Prediction
-
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-
-    def predict(box, **_):
-        x0, y0, x1, y1 = box
-        r = min(x1 - x0, y1 - y0) / 2
-        disk_ = (yy - (y0 + y1) / 2) ** 2 + (xx - (x0 + x1) / 2) ** 2 <= r * r
-        score = np.array([min(0.99, 0.5 + r / 100)])
-        return Prediction(disk_[None], score, np.zeros((1, 64, 64), np.float32))
-
-    return predict
-
-
-def test_region_at_click_prefers_masks_within_the_size_limit():
-    from slicesam.engine.clicks import region_at_click
-
-    predict = _growing_predictor()
-    big, _ = region_at_click(predict, (64, 64), 32.0, 32.0, 1.0)
-    limited, _ = region_at_click(predict, (64, 64), 32.0, 32.0, 1.0, max_area=200.0)
-    assert big.sum() > 1000 and 0 < limited.sum() <= 200 and limited[32, 32]
-    # no mask is that small: the limit is ignored
-    tiny, _ = region_at_click(predict, (64, 64), 32.0, 32.0, 1.0, max_area=1.0)
-    assert (tiny == big).all()
-
-
-def test_a_first_click_far_from_the_object_takes_a_structure_of_the_objects_size():
-    """No mask within 2 slices (no hint): the object's area on its nearest slice bounds the
-    structure a first click gets (``far_area_limit`` times it); 0 = no limit."""
-    predict = _growing_predictor()
-    empty = np.zeros((64, 64), dtype=bool)
-    click = Point(0, 32.0, 32.0, True)
-    out, _ = box_only_click(predict, empty, click, 1.0, edits=ClickEdits(), nearest_area=40)
-    assert 0 < out.sum() <= 4 * 40
-    for edits, area in ((ClickEdits(), 0), (ClickEdits(far_area_limit=0.0), 40)):
-        out, _ = box_only_click(predict, empty, click, 1.0, edits=edits, nearest_area=area)
-        assert out.sum() > 1000
-
-
 #: The model's mask of the CT aorta on its slice 29 (P3 after the box, 3 mm pixels): the
 #: vessel (rows 5-11) and the structure in front of it that the mask took in (rows 0-4).
 AORTA_MASK = """

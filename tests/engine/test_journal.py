@@ -68,8 +68,6 @@ def test_restore_gives_back_labels_objects_and_prompts(tmp_path, two_balls, fake
     assert_same_session(restored, sess)
     assert restored.objects[1].name == "Liver"
     assert restored.objects[2].prompts[8].points[1].positive is False
-    assert restored.objects[2].last_edit[8] == "remove"  # re-walks from it stay inside
-    assert restored.objects[2].last_edit == sess.objects[2].last_edit
     assert not restored.can_undo  # undo history is not part of a restore
     # the restored session goes on autosaving into the same sidecar
     restored.add_box(1, 12, box_of(a[12]))
@@ -286,6 +284,55 @@ def test_a_sidecar_from_before_an_edit_existed_replays_without_it():
     assert click_edits_of({"click_edits": old}).remnant_width == 0
     assert click_edits_of({"click_edits": asdict(ClickEdits())}) == ClickEdits()
     assert click_edits_of({}) is None
+
+
+def test_a_sidecar_with_the_fields_of_deleted_rules_restores_and_replays(
+    tmp_path, two_balls, fake_model
+):
+    """A sidecar written before some rules were deleted records their propagation params,
+    click edits and object fields (``last_edit``): restoring and replaying ignore them."""
+    from dataclasses import replace
+
+    from slicesam.replay import replay_session
+
+    vol, a, b = two_balls
+    side = tmp_path / "s.slicesam"
+    sess = Session(vol, model=fake_model, autosave=side)
+    work(sess, a, b)
+    sess.params = replace(sess.params, min_score=0.4)  # a record with settings
+    sess.add_box(1, 12, box_of(a[12]))
+    sess.autosave.close()
+    deleted = {"bridge_gap": 2, "box_jitter_model_px": [0.0, 2.0, 4.0], "trim_brighter": 0.3}
+
+    def aged(settings: dict) -> None:
+        settings["params"].update(deleted)
+        if "click_edits" in settings:
+            settings["click_edits"]["far_area_limit"] = 4.0
+
+    header = json.loads((side / "session.json").read_text())
+    aged(header["settings"])
+    (side / "session.json").write_text(json.dumps(header))
+    lines, aged_records = [], 0
+    for line in (side / JOURNAL).read_text().splitlines():
+        rec = json.loads(line)
+        if rec.get("settings"):
+            aged(rec["settings"])
+            aged_records += 1
+        for doc in (rec.get("objects") or {}).values():
+            if doc:
+                doc["last_edit"] = {z: "remove" for z in doc["prompts"]}
+        lines.append(json.dumps(rec))
+    (side / JOURNAL).write_text("\n".join(lines) + "\n")
+    assert aged_records >= 2  # the opening record and the params change
+
+    restored = Session.restore(side, model=fake_model, volume=vol)
+    assert_same_session(restored, sess)
+    assert restored.params == sess.params
+    assert restored.click_edits == sess.click_edits
+    restored.autosave.close()
+    result = replay_session(side, model=fake_model, volume=vol)
+    assert result.identical, str(result)
+    assert result.session.params == sess.params
 
 
 def test_restore_checks_the_image_and_warns_about_other_weights(tmp_path, two_balls, fake_model):

@@ -4,106 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from slicesam.engine.masks import core_bbox, disk, mask_bbox, part_boxes
+from slicesam.engine.masks import disk, mask_bbox
 from slicesam.engine.propagation import PropagationParams, Step, walk
 from slicesam.models.base import Prediction
-
-
-def test_core_bbox_ignores_stray_pixels_but_keeps_a_split_object():
-    mask = disk((40, 40), 20, 12, 5) | disk((40, 40), 20, 28, 4)  # an object split in two
-    mask[2, 38] = True  # one stray pixel far away
-    assert mask_bbox(mask) == (7.0, 2.0, 38.0, 25.0)
-    assert core_bbox(mask, 0.1) == (7.0, 15.0, 32.0, 25.0)  # both halves, not the stray
-    assert core_bbox(mask, 0.0) == mask_bbox(mask)
-    assert core_bbox(np.zeros((5, 5), bool), 0.1) is None
-    one = disk((40, 40), 20, 20, 5)
-    assert core_bbox(one, 0.1) == mask_bbox(one)
-
-
-def test_part_boxes_largest_first_without_small_parts():
-    mask = disk((40, 40), 20, 12, 5) | disk((40, 40), 20, 30, 3)
-    mask[2, 38] = True
-    assert part_boxes(mask, 0.1) == [(7.0, 15.0, 17.0, 25.0), (27.0, 17.0, 33.0, 23.0)]
-    assert len(part_boxes(mask, 0.0)) == 3
-    assert part_boxes(mask, 0.5) == [(7.0, 15.0, 17.0, 25.0)]
-    assert part_boxes(np.zeros((5, 5), bool), 0.1) == []
-
-
-def _two_blob_model(shape):
-    """A fake model whose mask is the bright pixels inside the box, the gap between two
-    blobs filled when the box spans both (as LiteMedSAM fills between both caudates)."""
-    left, right = disk(shape, 32, 16, 6), disk(shape, 32, 48, 6)
-    bridge = np.zeros(shape, bool)
-    bridge[28:37, 16:49] = True
-    boxes = []
-
-    def predict(z, *, box, **_):
-        boxes.append(tuple(box))
-        x0, y0, x1, y1 = box
-        inside = np.zeros(shape, bool)
-        inside[int(np.ceil(y0)) : int(y1), int(np.ceil(x0)) : int(x1)] = True
-        mask = (left | right) & inside
-        if mask[:, :32].any() and mask[:, 32:].any():
-            mask = mask | (bridge & inside)
-        logits = np.where(mask, 5.0, -5.0).astype(np.float32)[None]
-        return Prediction(mask[None], np.array([0.9], np.float32), logits)
-
-    return left, right, boxes, predict
-
-
-def test_a_walk_prompts_each_part_of_a_split_mask_with_its_own_box():
-    """A mask in two parts: with ``split_parts`` each part also gets its own box, and their
-    union (no filled gap) agrees better with the mask than the one box's, so it is kept;
-    without it one box spans both parts and the model fills the gap."""
-    shape = (64, 64)
-    left, right, boxes, predict = _two_blob_model(shape)
-    for split in (0.0, 0.25):
-        boxes.clear()
-        params = PropagationParams(split_parts=split, max_growth=10.0, min_overlap=0.0)
-        steps = [s for s in walk(0, left | right, 1, 2, predict, margin_px=2.0, params=params)]
-        masks = [s.mask for s in steps if isinstance(s, Step)]
-        assert len(masks) == 2
-        if split:
-            assert len(boxes) == 6  # one box and two parts' boxes, two slices
-            assert all(np.array_equal(m, left | right) for m in masks)
-        else:
-            assert len(boxes) == 2
-            assert all(m.sum() > (left | right).sum() for m in masks)  # the gap filled
-
-
-def test_parts_that_merge_are_prompted_with_one_box_again():
-    shape = (64, 64)
-    left, right, boxes, predict = _two_blob_model(shape)
-    params = PropagationParams(split_parts=0.25, max_growth=10.0, min_overlap=0.0)
-    seed = left | right
-    seed[30:35, 16:49] = True  # one part: a band joins the blobs
-    steps = [s for s in walk(0, seed, 1, 1, predict, margin_px=2.0, params=params)]
-    assert len(boxes) == 1 and isinstance(steps[0], Step)
-
-
-def test_a_stray_pixel_does_not_stretch_the_next_slices_box():
-    """A model's mask with a stray pixel in a far corner: the next slice's box prompt comes
-    from the object's parts only, so the walk does not widen to the whole slice."""
-    shape = (64, 64)
-    object_mask = disk(shape, 32, 32, 6)
-    boxes = []
-
-    def predict(z, *, box, **_):
-        boxes.append(tuple(box))
-        mask = object_mask.copy()
-        mask[1, 1] = True
-        logits = np.where(mask, 5.0, -5.0).astype(np.float32)[None]
-        return Prediction(mask[None], np.array([0.9], np.float32), logits)
-
-    seed = object_mask.copy()
-    seed[1, 1] = True
-    for min_fragment in (0.0, 0.25):
-        boxes.clear()
-        params = PropagationParams(min_fragment=min_fragment)
-        steps = [s for s in walk(0, seed, 1, 3, predict, margin_px=2.0, params=params)]
-        assert sum(isinstance(s, Step) for s in steps) == 3
-        inside = [x0 >= 23 and y0 >= 23 and x1 <= 42 and y1 <= 42 for x0, y0, x1, y1 in boxes]
-        assert all(inside) == (min_fragment > 0)  # 0: the box spans the stray pixel
 
 
 def test_overshoot_is_how_far_a_mask_reaches_past_its_box_on_average():
@@ -215,7 +118,7 @@ def test_large_structures_and_models_without_logits_keep_their_masks():
     assert next(iter(steps)).mask.sum() > 1.3 * seed.sum()  # radius 12 for 10: untouched
 
     mask = disk(shape, 32, 32, 5)
-    plain = BoxPrediction(mask, 0.9, np.zeros((8, 8), np.float32), 1.0)
+    plain = BoxPrediction(mask, 0.9, np.zeros((8, 8), np.float32))
     assert (within_growth(plain, lambda m: m, limit=10) == mask).all()
 
 

@@ -495,7 +495,7 @@ def speed_markdown(r: dict) -> str:
         f"{_ms(clk['correction_click_s'])} | – | ≤ 25 ms | "
         f"{'yes' if clk['correction_click_s'] <= 0.025 else 'no'} |",
         f"| first click on an empty slice (p50) | – | {_ms(clk['first_click_s'])} | – | – | – |",
-        f"| box (3 jittered decodes, p50) | – | {_ms(clk['box_s'])} | – | – | – |",
+        f"| box (p50) | – | {_ms(clk['box_s'])} | – | – | – |",
         f"| propagation, cold embeddings, s/slice | {prop['reference_s_per_slice']:.3f} | "
         f"{prop['optimised_s_per_slice']:.3f} | {prop['ratio']:.2f}× | ≤ 0.3 s, ≥ 3.5× | "
         f"{'yes' if prop['optimised_s_per_slice'] <= 0.3 and prop['ratio'] >= 3.5 else 'no'} |",

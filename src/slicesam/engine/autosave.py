@@ -18,6 +18,7 @@ No torch, Qt or napari here.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -314,21 +315,37 @@ def check_volume(header: dict[str, Any], volume: Volume | np.ndarray) -> None:
 CLICK_EDITS_ADDED = {"remnant_width": 0}
 
 
+def _known_fields(cls: type, stored: dict[str, Any]) -> dict[str, Any]:
+    """``stored`` without the keys that are no field of the dataclass ``cls``."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in stored.items() if k in names}
+
+
 def click_edits_of(settings: dict[str, Any]) -> ClickEdits | None:
     """The click edits a sidecar's settings record (None: the modality's defaults; sidecars
     written before click edits existed). Fields the record lacks take the value that
     reproduces it (:data:`CLICK_EDITS_ADDED`), so that ``slicesam replay`` of an older
-    journal gives the labels it recorded."""
+    journal gives the labels it recorded. Fields the record has that no longer exist (rules
+    deleted since) are ignored: replaying a journal recorded with such a rule on may give
+    other labels than it recorded."""
     stored = settings.get("click_edits")
     if not stored:
         return None
-    return ClickEdits(**{**CLICK_EDITS_ADDED, **stored})
+    return ClickEdits(**_known_fields(ClickEdits, {**CLICK_EDITS_ADDED, **stored}))
+
+
+def params_of(stored: dict[str, Any]) -> PropagationParams:
+    """The :class:`PropagationParams` a sidecar's settings record (its ``params`` dict).
+    Fields the record has that no longer exist (rules deleted since) are ignored: replaying
+    a journal recorded with such a rule on may give other labels than it recorded."""
+    return PropagationParams(**_known_fields(PropagationParams, stored))
 
 
 def settings_of(header: dict[str, Any], state: JournalState) -> tuple[PropagationParams, str]:
-    """The propagation params and overwrite mode in force after the journal's last record."""
+    """The propagation params and overwrite mode in force after the journal's last record
+    (:func:`params_of`)."""
     settings = state.settings or header["settings"]
-    return PropagationParams(**settings["params"]), str(settings["overwrite"])
+    return params_of(settings["params"]), str(settings["overwrite"])
 
 
 @dataclass

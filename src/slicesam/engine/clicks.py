@@ -35,7 +35,6 @@ def region_at_click(
     y: float,
     x: float,
     model_px: float,
-    max_area: float = 0.0,
 ) -> tuple[np.ndarray, float]:
     """The structure a click lands on, for box-only models.
 
@@ -46,15 +45,11 @@ def region_at_click(
     these 9 scales against 0.664 with 4 (6, 12, 24, 48); a batched decoder call was slower on
     CPU than 9 single ones (~0.85 s against ~0.46 s per click).
 
-    With ``max_area`` above 0, the masks of at most that many pixels are preferred: the best
-    of them is kept when any contains the click.
-
     Returns:
         ((y, x) bool mask, confidence)
     """
     yi, xi = int(round(y)), int(round(x))
     best: tuple[float, np.ndarray] | None = None
-    small: tuple[float, np.ndarray] | None = None
     coords = np.array([[x, y]], dtype=np.float64)
     labels = np.ones(1, dtype=np.int64)
     for half in CLICK_BOX_HALF_WIDTHS:
@@ -69,9 +64,6 @@ def region_at_click(
             continue
         if best is None or score > best[0]:
             best = (score, mask)
-        if 0 < mask.sum() <= max_area and (small is None or score > small[0]):
-            small = (score, mask)
-    best = small or best
     if best is None:
         return disk(shape, y, x, max(1.0, 2.0 * model_px)), 0.0
     return best[1], best[0]
@@ -131,13 +123,6 @@ class ClickEdits:
             1 with the two limits above: brain P3 @1/@3/@5 0.197/0.251/0.285 ->
             0.211/0.289/0.321, CT and MR unchanged (BENCHMARKS.md: "A first click on an
             empty slice follows intensities").
-        far_area_limit: a first positive click on an empty slice with no mask of the object
-            within 2 slices gets the structure under it (:func:`region_at_click`) among the
-            masks of at most this many times the object's area on its nearest non-empty
-            slice, when one of them contains the click: the largest box around a click on
-            the CT spinal cord (20 px) found the 92 px around it. 4 (P3 @5, CT): off 0.820,
-            1.5 0.820, 2 0.822 (the stomach, whose area varies along z, 0.92 -> 0.83), 4
-            0.830; MR and brain unchanged (BENCHMARKS.md). 0 = off.
         remnant_width: a negative click that removes part of a mask also removes the thin
             remnants it leaves beside that part: the mask's pixels within 2 pixels of the
             removed region that a morphological opening with a square this many pixels wide
@@ -160,7 +145,6 @@ class ClickEdits:
     add_max_fraction: float = 3.0
     add_max_neighbour: float = 2.5
     empty_grow_below: float = 1.0
-    far_area_limit: float = 4.0
     remnant_width: int = 3
     remnant_max_removed: float = 0.4
 
@@ -360,7 +344,6 @@ def box_only_click(
     image: np.ndarray | None = None,
     edits: ClickEdits = NO_INTENSITY_EDITS,
     earlier: list[Point] | tuple[Point, ...] = (),
-    nearest_area: int = 0,
 ) -> tuple[np.ndarray, float | None]:
     """New (y, x) mask after one click on a box-only model, and the model's confidence in it
     (None when the model was not asked).
@@ -370,10 +353,9 @@ def box_only_click(
     grown to take in the click, when the model's mask for it contains the click; otherwise
     with the structure under the click (:func:`region_at_click`); with the "adaptive"
     strategy and the slice's ``image``, the region of the click's intensity is added when that
-    mask is smaller than the hint (:func:`grown_on_empty`); without a hint, ``nearest_area``
-    (the object's area on its nearest non-empty slice; 0: none) limits that structure's size
-    (``edits.far_area_limit``). Every other click edits the current mask (the hint, when
-    given, is the expected size of what a positive click adds: :class:`ClickEdits`):
+    mask is smaller than the hint (:func:`grown_on_empty`). Every other click edits the
+    current mask (the hint, when given, is the expected size of what a positive click adds:
+    :class:`ClickEdits`):
 
     - ``"local"``: :func:`local_edit`, a disk around the click;
     - ``"adaptive"`` (default): given the slice's ``image`` (0-1), a click on a region of
@@ -403,8 +385,7 @@ def box_only_click(
         if hint is not None and hint.any():
             found = _from_hint(predict, hint, point, model_px)
         if found is None:
-            limit = edits.far_area_limit * nearest_area if hint is None else 0.0
-            found = region_at_click(predict, current.shape, point.y, point.x, model_px, limit)
+            found = region_at_click(predict, current.shape, point.y, point.x, model_px)
         if strategy == "adaptive" and image is not None and hint is not None:
             found = grown_on_empty(image, found, hint, point, edits)
         return found

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 from scipy import ndimage
 
@@ -16,37 +15,6 @@ def mask_bbox(mask: np.ndarray) -> BoxXYXY | None:
         return None
     cols = np.flatnonzero(mask.any(axis=0))
     return float(cols[0]), float(rows[0]), float(cols[-1]), float(rows[-1])
-
-
-def part_boxes(mask: np.ndarray, min_fraction: float) -> list[BoxXYXY]:
-    """Inclusive (x0, y0, x1, y1) boxes of the connected parts (8-connected) of a (y, x)
-    boolean mask that hold at least ``min_fraction`` of its largest part's pixels, largest
-    part first (empty for an empty mask)."""
-    count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), 8)
-    if count <= 1:
-        return []
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    keep = [k for k in np.argsort(-areas, kind="stable") if areas[k] >= min_fraction * areas.max()]
-    out = []
-    for k in keep:
-        x0, y0 = stats[k + 1, cv2.CC_STAT_LEFT], stats[k + 1, cv2.CC_STAT_TOP]
-        x1 = x0 + stats[k + 1, cv2.CC_STAT_WIDTH] - 1
-        y1 = y0 + stats[k + 1, cv2.CC_STAT_HEIGHT] - 1
-        out.append((float(x0), float(y0), float(x1), float(y1)))
-    return out
-
-
-def core_bbox(mask: np.ndarray, min_fraction: float) -> BoxXYXY | None:
-    """:func:`mask_bbox` of the connected parts (8-connected) of a (y, x) boolean mask that
-    hold at least ``min_fraction`` of its largest part's pixels: a few stray pixels away
-    from the object do not stretch the box (0 keeps every part). None when empty."""
-    if min_fraction <= 0:
-        return mask_bbox(mask)
-    boxes = part_boxes(mask, min_fraction)
-    if not boxes:
-        return None
-    x0, y0, x1, y1 = np.array(boxes).T
-    return float(x0.min()), float(y0.min()), float(x1.max()), float(y1.max())
 
 
 def pixel_extent(box: BoxXYXY) -> BoxXYXY:

@@ -38,9 +38,6 @@ class SegObject:
         evidence: slice index -> the parts the confidence was made of (model IoU head,
             stability of the mask under threshold changes, agreement with the neighbour slice).
         z_range: the (first, last) range the user last propagated the object in, if any.
-        last_edit: slice index -> what the user's last prompt there did: "box", "add" (a
-            positive click, scribble or lasso) or "remove" (a negative one). A re-walk from a
-            slice whose last edit removed something does not grow the object past its ends.
         overshoot: slice index -> how far (pixels, mean over the four sides) the model's mask
             for the user's box there reached past the box (see
             ``PropagationParams.max_overshoot_erosion_px``).
@@ -54,7 +51,6 @@ class SegObject:
     confidence: dict[int, float] = field(default_factory=dict)
     evidence: dict[int, dict[str, float]] = field(default_factory=dict)
     z_range: tuple[int, int] | None = None
-    last_edit: dict[int, str] = field(default_factory=dict)
     overshoot: dict[int, float] = field(default_factory=dict)
 
     @property

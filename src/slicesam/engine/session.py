@@ -54,15 +54,11 @@ from .masks import (
 from .objects import DERIVED, INTERPOLATED, PROPAGATED, USER, SegObject, SlicePrompts
 from .propagation import (
     PropagationParams,
-    Skip,
     Step,
     WalkReference,
-    contrast_in,
     default_params,
-    intensity_centre,
     mean_in,
     predict_box,
-    trim_brighter,
     walk,
 )
 from .strokes import (
@@ -472,12 +468,7 @@ class Session:
                     f"(x 0..{self.shape[2] - 1}, y 0..{self.shape[1] - 1})"
                 )
             b = Box(z, *clipped)
-            pred = predict_box(
-                lambda **kw: self._predict(z, **kw),
-                pixel_extent(b.xyxy),
-                self._jitter_px(self.params.box_jitter_model_px),
-                self.shape[1:],
-            )
+            pred = predict_box(lambda **kw: self._predict(z, **kw), pixel_extent(b.xyxy))
             before = self._state()
             reach = overshoot(pred.mask, b.xyxy)
             if reach is None:
@@ -488,7 +479,7 @@ class Session:
                 pred.mask = erode_mask(pred.mask, k, self.params.min_area_px)
             target.prompts[z] = SlicePrompts(box=b)
             return self._write_user_slice(
-                target, z, pred.mask, pred.score, pred.low_res_logits, before, f"box on {z}", "box"
+                target, z, pred.mask, pred.score, pred.low_res_logits, before, f"box on {z}"
             )
 
     @interactive
@@ -514,7 +505,6 @@ class Session:
             predict = lambda **kw: self._predict(z, **kw)  # noqa: E731
             if not self.model.capabilities.points:
                 current = self.labels[z] == target.label_id
-                first = positive and not current.any()  # a first click on an empty slice
                 # only positive clicks use the neighbour (what they add) and, on an empty
                 # slice, the intensities: a negative click skips both
                 hint = self._neighbour_mask(target, z) if positive else None
@@ -530,11 +520,7 @@ class Session:
                     image=image,
                     edits=self.click_edits,
                     earlier=prompts.points[:-1],
-                    # the size limit of a click with no neighbour (ClickEdits.far_area_limit)
-                    nearest_area=self._nearest_area(target, z) if first and hint is None else 0,
                 )
-                if first:
-                    mask = self._trim_click(target, mask, point, image)
                 logits = None
             else:
                 pred = point_model_click(
@@ -547,9 +533,8 @@ class Session:
             before = self._state()
             target.prompts[z] = prompts
             sign = "+" if positive else "-"
-            edit = "add" if positive else "remove"
             return self._write_user_slice(
-                target, z, mask, score, logits, before, f"click {sign} on {z}", edit
+                target, z, mask, score, logits, before, f"click {sign} on {z}"
             )
 
     @interactive
@@ -665,9 +650,8 @@ class Session:
             before = self._state()
             target.prompts[z] = SlicePrompts(prompts.box, [*prompts.points, *sampled])
             sign = "+" if positive else "-"
-            edit = "add" if positive else "remove"
             return self._write_user_slice(
-                target, z, mask, score, logits, before, f"scribble {sign} on {z}", edit
+                target, z, mask, score, logits, before, f"scribble {sign} on {z}"
             )
 
     @interactive
@@ -692,43 +676,13 @@ class Session:
             before = self._state()
             target.prompts.setdefault(z, SlicePrompts())
             sign = "+" if positive else "-"
-            edit = "add" if positive else "remove"
             return self._write_user_slice(
-                target, z, mask, score, None, before, f"lasso {sign} on {z}", edit
+                target, z, mask, score, None, before, f"lasso {sign} on {z}"
             )
 
     def _unit_slice(self, z: int) -> np.ndarray:
         """Slice ``z`` windowed as the model sees it, as float32 in 0-1."""
         return apply_window(self.volume.data[z], self.window).astype(np.float32) / 255.0
-
-    def _jitter_px(self, model_px: tuple[float, ...]) -> tuple[float, ...]:
-        """Box offsets in model-input pixels -> slice pixels."""
-        return tuple(float(d) * self.model_px for d in model_px) or (0.0,)
-
-    def _trim_click(
-        self, target: SegObject, mask: np.ndarray, point: Point, image: np.ndarray
-    ) -> np.ndarray:
-        """A first positive click's (y, x) bool mask on an empty slice without the pixels
-        brighter than the object (``PropagationParams.trim_brighter``), unless the click
-        itself is on such a pixel (the user says they are object). ``image``: the clicked
-        slice, windowed and scaled to 0-1 (:meth:`_unit_slice`)."""
-        centre = self._intensity_centre(target)
-        if centre is None:
-            return mask
-        yi, xi = int(round(point.y)), int(round(point.x))
-        if image[yi, xi] > centre + self.params.trim_brighter:
-            return mask
-        trimmed = trim_brighter(image, mask, centre, self.params.trim_brighter)
-        trimmed[yi, xi] = True
-        return trimmed
-
-    def _nearest_area(self, target: SegObject, z: int) -> int:
-        """The object's area (pixels) on its nearest non-empty slice to ``z`` (0: none)."""
-        for near in sorted(target.source, key=lambda k: (abs(k - z), k)):
-            area = int(np.count_nonzero(self.labels[near] == target.label_id))
-            if near != z and area:
-                return area
-        return 0
 
     def _neighbour_mask(self, target: SegObject, z: int) -> np.ndarray | None:
         """The object's mask on the nearest non-empty slice within 2 of ``z``, if any."""
@@ -749,15 +703,12 @@ class Session:
         logits: np.ndarray | None,
         before: dict[int, SegObject],
         name: str,
-        edit: str,
     ) -> np.ndarray:
         """Write a prompt's mask on slice ``z`` as a user slice. ``score`` None: an edit of the
-        mask that did not ask the model, as sure as the mask it edited was. ``edit``: what the
-        prompt did (:attr:`SegObject.last_edit`)."""
+        mask that did not ask the model, as sure as the mask it edited was."""
         if score is None:
             score = target.confidence.get(z, 1.0)
         target.source[z] = USER
-        target.last_edit[z] = edit
         evidence = {"iou": float(score)}
         if logits is not None:
             evidence["stability"] = stability(logits)
@@ -809,14 +760,12 @@ class Session:
 
         Each next slice is prompted with the bounding box of the current mask (plus a margin of
         ``PropagationParams.margin_model_px`` model pixels: 3, or 6 on microscopy). Without
-        ``z_range`` a walk stops when the object vanishes, its area jumps, it drifts away, or
-        the model's confidence drops (on MR it first tries the same box up to two slices
-        further on: ``PropagationParams.bridge_gap``); with ``z_range`` (inclusive) the object
-        is known to span the range and walks go to its ends. Between two anchors each walks
-        half way; where neither reaches a slice between them, or the model is unsure
-        there, the slice is filled by shape-based interpolation of the two anchors (see
-        ``PropagationParams.interpolate_below``). Anchor slices are never overwritten; other
-        objects' voxels are never overwritten; slices this object had from an earlier
+        ``z_range`` a walk stops when the object vanishes, its area jumps, it drifts away, its
+        intensity changes, or the model's confidence drops; with ``z_range`` (inclusive) the
+        object is known to span the range and walks go to its ends. Between two anchors each
+        walks half way; where neither reaches a slice between them, the slice is filled by
+        shape-based interpolation of the two anchors. Anchor slices are never overwritten;
+        other objects' voxels are never overwritten; slices this object had from an earlier
         propagation and no longer reaches are cleared.
 
         Args:
@@ -826,9 +775,7 @@ class Session:
             from_slices: re-propagate only from these anchors (a correction on slice z:
                 ``from_slices=[z]``); each walk stops where the new mask equals the one already
                 there (Dice >= ``PropagationParams.converged_dice``), so the result changes
-                only as far as the correction reaches; from a slice whose last edit removed
-                something (a negative click, scribble or lasso) no walk goes past the
-                object's current ends.
+                only as far as the correction reaches.
             progress: called as ``progress(done, total)`` after each slice.
             cancel: polled before each slice; when it returns True the propagation stops and
                 nothing is changed (``summary.cancelled``).
@@ -863,16 +810,6 @@ class Session:
                     )
                 starts = wanted & starts
             walks = self._plan_walks(target, inside, starts, lo, hi)
-            # for a re-walk: the last slice of the object's current run from each anchor on
-            run_ends: dict[tuple[int, int], int] = {}
-            if from_slices is not None:
-                run_ends = {(a, d): self._run_end(target, a, d) for a, d, _ in walks}
-                # a re-walk from a negative click never grows the object past its extent
-                walks = [
-                    (a, d, e)
-                    for a, d, end in walks
-                    if (e := self._rewalk_end(target, a, d, end, run_ends[(a, d)])) != a
-                ]
             total = sum(abs(end - a) for a, _, end in walks)
             summary = PropagationSummary(target.label_id)
             before = self._state()
@@ -884,23 +821,12 @@ class Session:
             reference = (
                 self._walk_reference(target) if partial and self.params.rewalk_reference else None
             )
-            # a re-walk from a correction goes only as far as it improves the result: it does
-            # not step over a slice where it would stop; inside the object it may use its
-            # own intensity-rise threshold, past the object's ends it keeps the first walk's;
-            # it may grow a small structure (a positive click asks for that) and keeps the
-            # full margin around it
-            past_end_params = replace(
-                self.params, bridge_gap=0, max_small_growth=0.0, small_box_inset=0.0
-            )
+            # a re-walk from a correction may grow a small structure (a positive click asks
+            # for that) and keeps the full margin around it
             walk_params = self.params
             if partial:
-                walk_params = replace(
-                    past_end_params,
-                    max_intensity_rise=self.params.rewalk_intensity_rise
-                    or self.params.max_intensity_rise,
-                )
+                walk_params = replace(self.params, max_small_growth=0.0, small_box_inset=0.0)
             erode_px = self._overshoot_erosion(target)
-            centre = self._intensity_centre(target)
             for anchor, direction, end in walks:
                 seed = self.labels[anchor] == target.label_id
                 fallback = getattr(target.prompts.get(anchor), "box", None)
@@ -920,15 +846,10 @@ class Session:
                     params=walk_params,
                     constrained=constrained,
                     fallback_box=fallback_box,
-                    start_logits=self._logits.get((target.label_id, anchor)),
                     bound=bound,
-                    jitter_px=self._jitter_px(self.params.jitter_model_px),
                     image=self._unit_slice,
                     reference=reference,
-                    known_end=run_ends.get((anchor, direction)),
-                    past_end_params=past_end_params if partial else None,
                     erode_px=erode_px,
-                    centre=centre,
                 ):
                     if cancel is not None and cancel():
                         summary.cancelled = True
@@ -946,20 +867,12 @@ class Session:
                         done += 1
                         if progress is not None:
                             progress(done, total)
-                    elif isinstance(item, Skip):
-                        summary.stops.append(
-                            f"from {anchor} {where}: stepped over {item.z} ({item.reason})"
-                        )
-                        done += 1
-                        if progress is not None:
-                            progress(done, total)
                     else:
                         summary.stops.append(f"from {anchor} {where}: {item.reason} at {item.z}")
                         if partial and seed.any():
                             # a correction re-walks only as far as it improves the result:
                             # what lies beyond a stop keeps the masks it had
                             owned.difference_update(range(item.z, end + direction, direction))
-            owned.update(self._beyond_emptied_ends(target, inside, starts, lo, hi))
             if partial:  # as a full propagation would: interpolated below
                 owned.update(self._empty_gaps(target, inside, starts))
             # Brush strokes painted while the walks ran (napari writes into the label array
@@ -1016,59 +929,15 @@ class Session:
         """Whether slice ``z`` holds any voxel of the object."""
         return bool((self.labels[z] == target.label_id).any())
 
-    def _intensity_centre(self, target: SegObject) -> float | None:
-        """The object's median intensity (0-1) on its largest slice the user boxed (on its
-        largest prompted slice when none has a box), when its intensities there are narrow
-        (:func:`~slicesam.engine.propagation.intensity_centre`); None when off
-        (``PropagationParams.trim_brighter`` 0), unknown or spread."""
-        if self.params.trim_brighter <= 0:
-            return None
-        boxed = [z for z in target.anchors if getattr(target.prompts.get(z), "box", None)]
-        best, best_area = None, 0
-        for z in boxed or target.anchors:
-            area = int((self.labels[z] == target.label_id).sum())
-            if area > best_area:
-                best, best_area = z, area
-        if best is None:
-            return None
-        mask = self.labels[best] == target.label_id
-        return intensity_centre(self._unit_slice(best), mask, self.params.trim_max_spread)
-
     def _walk_reference(self, target: SegObject) -> WalkReference | None:
-        """The object's largest slice (area, mean intensity, contrast) as it stands, for
-        re-walks."""
+        """The object's largest slice (area, mean intensity) as it stands, for re-walks."""
         areas = {z: int((self.labels[z] == target.label_id).sum()) for z in target.source}
         if not areas or max(areas.values()) == 0:
             return None
         z = max(areas, key=areas.__getitem__)
         mask = self.labels[z] == target.label_id
         image = self._unit_slice(z)
-        return WalkReference(
-            areas[z], mean_in(image, mask), contrast_in(image, mask, self.params.contrast_ring_px)
-        )
-
-    def _run_end(self, target: SegObject, anchor: int, direction: int) -> int:
-        """The last slice, from ``anchor`` towards the volume's end in ``direction``, of the
-        object's run of non-empty slices next to the anchor (``anchor`` itself when the next
-        slice is empty)."""
-        last = self.shape[0] - 1 if direction > 0 else 0
-        z = anchor
-        while z != last and (self.labels[z + direction] == target.label_id).any():
-            z += direction
-        return z
-
-    def _rewalk_end(
-        self, target: SegObject, anchor: int, direction: int, end: int, run_end: int
-    ) -> int:
-        """How far a re-walk from ``anchor`` may go towards ``end``. After a negative click,
-        scribble or lasso (the anchor's last edit removed something), only through the
-        object's run of non-empty slices next to the anchor: removing something from a slice
-        says nothing about the slices past the object's end, and a walk from a trimmed end
-        slice would find more object there (MR left kidney, P3: 4 slices past its end).
-        ``run_end``: that run's last slice (:meth:`_run_end`)."""
-        if target.last_edit.get(anchor) != "remove":
-            return end
-        return run_end if (end - run_end) * direction > 0 else end
+        return WalkReference(areas[z], mean_in(image, mask))
 
     def _plan_walks(
         self, target: SegObject, anchors: list[int], starts: set[int], lo: int, hi: int
@@ -1076,10 +945,9 @@ class Session:
         """(anchor, direction, last slice) of each walk.
 
         Between two anchors with a mask each walks half way. An anchor the user left empty
-        (the object is not there) does not walk: its neighbour walks up to it, and on a side
-        where no anchor beyond it holds the object, what lies past it is cleared
-        (:meth:`_beyond_emptied_ends`). In a re-propagation from ``starts`` only, an emptied
-        anchor's neighbours walk again too (their half grows).
+        (the object is not there) does not walk: its neighbour walks up to it. In a
+        re-propagation from ``starts`` only, an emptied anchor's neighbours walk again too
+        (their half grows).
         """
         present = {a: self._holds(target, a) for a in anchors}
         starts = set(starts)
@@ -1137,25 +1005,6 @@ class Session:
             return "the mask there is surer"
         return None
 
-    def _beyond_emptied_ends(
-        self, target: SegObject, anchors: list[int], starts: set[int], lo: int, hi: int
-    ) -> set[int]:
-        """Slices past an emptied anchor with no anchor holding the object beyond it (the
-        user says the object ends there): what propagation wrote there came through that
-        slice and is cleared."""
-
-        out: set[int] = set()
-        emptied = [a for a in anchors if a in starts and not self._holds(target, a)]
-        if not emptied:  # the usual case: no other slice is looked at
-            return out
-        present = {a: a not in emptied and self._holds(target, a) for a in anchors}
-        for a in emptied:
-            if not any(present[b] for b in anchors if b < a):
-                out.update(z for z in range(lo, a) if target.source.get(z) in DERIVED)
-            if not any(present[b] for b in anchors if b > a):
-                out.update(z for z in range(a + 1, hi + 1) if target.source.get(z) in DERIVED)
-        return out
-
     def _empty_gaps(self, target: SegObject, anchors: list[int], starts: set[int]) -> set[int]:
         """The slices without the object between two consecutive ``anchors`` that both hold
         it, one of them among ``starts``: a re-walk from a correction hands them to the
@@ -1183,22 +1032,20 @@ class Session:
         results: dict[int, Step],
         owned: set[int],
     ) -> dict[int, np.ndarray]:
-        """Masks for slices between two anchors that no walk reached or where the model's
-        confidence is below ``params.interpolate_below``: shape-based interpolation of the two
-        anchors' masks."""
-        threshold = self.params.interpolate_below
+        """Masks for slices between two anchors that no walk reached: shape-based
+        interpolation of the two anchors' masks."""
         out: dict[int, np.ndarray] = {}
         for a, b in zip(anchors, anchors[1:]):
             gap = [z for z in range(a + 1, b) if z in owned]
-            weak = [z for z in gap if z not in results or combine(results[z].evidence) < threshold]
-            if not weak:
+            unreached = [z for z in gap if z not in results]
+            if not unreached:
                 continue
             first = self.labels[a] == target.label_id
             last = self.labels[b] == target.label_id
             if not first.any() or not last.any():
                 continue  # an anchor the user emptied ends the object: nothing to bridge
             masks = interpolate_masks(first, last, b - a - 1)
-            for z in weak:
+            for z in unreached:
                 out[z] = masks[z - a - 1]
         return out
 
@@ -1363,7 +1210,6 @@ class Session:
                     if obj is None:
                         obj = self._objects[int(label)] = SegObject(int(label), f"object {label}")
                     obj.source[z] = USER
-                    obj.last_edit.pop(z, None)  # painted: added or erased, unknown
                     obj.confidence[z] = 1.0
                     self._logits.pop((obj.label_id, z), None)
                 self._shadow[z] = self.labels[z]
