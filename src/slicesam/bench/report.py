@@ -210,7 +210,8 @@ def plot(result: dict, path: Path) -> Path | None:
     axes[1].set(title="P4: clicks on one slice", xlabel="clicks", ylabel="mean 2D IoU", ylim=(0, 1))
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # a protocol that was not run draws nothing
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
