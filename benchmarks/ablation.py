@@ -38,9 +38,8 @@ import numpy as np
 
 from slicesam.bench.datasets import discover, load_dataset
 from slicesam.bench.protocols import Runner, p3_correct
-from slicesam.engine import clicks
+from slicesam.engine import clicks, walks
 from slicesam.engine.propagation import PropagationParams, default_params
-from slicesam.engine.session import Session
 from slicesam.models.registry import load_model
 
 SPLITS = ("reported", "validation")
@@ -67,15 +66,19 @@ def edits_off(**fields) -> Callable[[clicks.ClickEdits], clicks.ClickEdits]:
     return lambda e: dataclasses.replace(e, **fields)
 
 
-def no_op(name: str, value: Callable) -> Callable[[], contextlib.AbstractContextManager]:
+def no_op(
+    owner: object, name: str, value: Callable
+) -> Callable[[], contextlib.AbstractContextManager]:
+    """A context in which ``owner.name`` (a module's function, a class's method) is ``value``."""
+
     @contextlib.contextmanager
     def patched() -> Iterator[None]:
-        old = getattr(Session, name)
-        setattr(Session, name, value)
+        old = getattr(owner, name)
+        setattr(owner, name, value)
         try:
             yield
         finally:
-            setattr(Session, name, old)
+            setattr(owner, name, old)
 
     return patched
 
@@ -107,7 +110,7 @@ VARIANTS: dict[str, Variant] = {
     ),
     "rewalk_gaps": Variant(
         "re-walk gaps between anchors are interpolated",
-        patch=no_op("_empty_gaps", lambda self, *a: set()),
+        patch=no_op(walks, "empty_gaps", lambda *a: set()),
     ),
     # -- clicks on a box-only model
     "intensity_edits": Variant(

@@ -100,3 +100,35 @@ def test_no_import_cycles():
         if node not in state:
             visit(node, [node])
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_no_module_reads_the_sessions_private_fields():
+    """Only the session's own modules touch its ``_fields`` and ``_methods``: persistence
+    (journal, autosave, replay) and the GUI use its public API."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "src" / "slicesam"
+    own = [root / "engine" / "session.py", root / "engine" / "annotation.py"]
+    private = set()
+    for path in own:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("_"):
+                private.add(node.name)
+            elif (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "self"
+                and node.attr.startswith("_")
+            ):
+                private.add(node.attr)
+    private = {name for name in private if not name.startswith("__")}
+    assert {"_objects", "_history", "_shadow", "_get"} <= private
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path in own:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr in private:
+                found.append(f"{path.relative_to(root)}:{node.lineno}: .{node.attr}")
+    assert not found, "\n".join(found)

@@ -161,6 +161,7 @@ def test_a_rewalk_keeps_a_surer_propagated_mask(two_balls, fake_model):
     than ``keep_surer_by``) than the one it would write there, even when the new mask agrees
     better with the re-walked slice before it."""
     from slicesam.engine.propagation import Step
+    from slicesam.engine.walks import settled
 
     vol, a, _ = two_balls
     for keep, expected in ((0.1, "the mask there is surer"), (-1.0, None)):
@@ -170,11 +171,12 @@ def test_a_rewalk_keeps_a_surer_propagated_mask(two_balls, fake_model):
         sess.propagate(obj)
         target = sess.objects[obj]
         assert target.source[6] == PROPAGATED and target.confidence[6] > 0.85
-        shifted = np.roll(sess.labels[6] == obj, 3, axis=1)  # a worse mask, on the same slice
+        current = sess.labels[6] == obj
+        shifted = np.roll(current, 3, axis=1)  # a worse mask, on the same slice
         unsure = Step(6, shifted, 0.6, np.zeros((8, 8), np.float32), {"iou": 0.6})
-        assert sess._settled(target, unsure, last=shifted) == expected
+        assert settled(target.slices[6], current, unsure, shifted, sess.params) == expected
         sure = Step(6, shifted, 0.9, np.zeros((8, 8), np.float32), {"iou": 0.9})
-        assert sess._settled(target, sure, last=shifted) is None
+        assert settled(target.slices[6], current, sure, shifted, sess.params) is None
 
 
 def test_masks_that_overshoot_the_users_box_are_eroded_on_every_slice():

@@ -290,7 +290,8 @@ def test_a_sidecar_with_the_fields_of_deleted_rules_restores_and_replays(
     tmp_path, two_balls, fake_model
 ):
     """A sidecar written before some rules were deleted records their propagation params,
-    click edits and object fields (``last_edit``): restoring and replaying ignore them."""
+    click edits and object and slice record fields (``last_edit``): restoring and replaying
+    ignore them."""
     from dataclasses import replace
 
     from slicesam.replay import replay_session
@@ -319,8 +320,10 @@ def test_a_sidecar_with_the_fields_of_deleted_rules_restores_and_replays(
             aged(rec["settings"])
             aged_records += 1
         for doc in (rec.get("objects") or {}).values():
-            if doc:
-                doc["last_edit"] = {z: "remove" for z in doc["prompts"]}
+            if doc:  # an object field and a slice record field of a deleted rule
+                doc["last_edit"] = {z: "remove" for z in doc["slices"]}
+                for record in doc["slices"].values():
+                    record["last_edit"] = "remove"
         lines.append(json.dumps(rec))
     (side / JOURNAL).write_text("\n".join(lines) + "\n")
     assert aged_records >= 2  # the opening record and the params change
@@ -333,6 +336,88 @@ def test_a_sidecar_with_the_fields_of_deleted_rules_restores_and_replays(
     result = replay_session(side, model=fake_model, volume=vol)
     assert result.identical, str(result)
     assert result.session.params == sess.params
+
+
+#: An object as sidecars wrote it before slice records: one dict keyed by slice per field.
+OLD_OBJECT = {
+    "name": "liver",
+    "locked": True,
+    "prompts": {"10": {"box": [8.0, 10.0, 28.0, 30.0], "points": [[20.0, 18.0, False]]}},
+    "source": {"2": "user", "9": "interpolated", "10": "user", "11": "propagated"},
+    "confidence": {"2": 1.0, "9": 0.5, "10": 0.93, "11": 0.81},
+    "evidence": {
+        "9": {"interpolated": 1.0},
+        "10": {"iou": 0.93, "stability": 0.97},
+        "11": {"iou": 0.85, "stability": 0.9, "agreement": 0.81},
+    },
+    "z_range": [5, 14],
+    "overshoot": {"10": 1.0},
+    "last_edit": {"10": "remove"},  # a field of a deleted rule
+}
+
+
+def test_an_object_in_the_form_before_slice_records_is_read():
+    from slicesam.engine.journal import object_from_json, object_to_json
+    from slicesam.prompts import Box, Point
+
+    obj = object_from_json(3, OLD_OBJECT)
+    assert (obj.label_id, obj.name, obj.locked, obj.z_range) == (3, "liver", True, (5, 14))
+    assert obj.anchors == [2, 10]
+    assert obj.source == {2: "user", 9: "interpolated", 10: "user", 11: "propagated"}
+    assert obj.confidence == {2: 1.0, 9: 0.5, 10: 0.93, 11: 0.81}
+    boxed = obj.slices[10]
+    assert boxed.prompts.box == Box(10, 8.0, 10.0, 28.0, 30.0)
+    assert boxed.prompts.points == [Point(10, 20.0, 18.0, False)]
+    assert boxed.overshoot == 1.0 and boxed.evidence == {"iou": 0.93, "stability": 0.97}
+    assert obj.slices[11].evidence == {"iou": 0.85, "stability": 0.9, "agreement": 0.81}
+    painted = obj.slices[2]  # a brush stroke: no prompts, no evidence
+    assert painted.prompts is None and painted.evidence is None and painted.overshoot is None
+    assert obj.prompts == {10: boxed.prompts} and obj.overshoot == {10: 1.0}
+    doc = object_to_json(obj)  # written back in the new form, read back the same
+    assert set(doc) == {"name", "locked", "slices", "z_range"}
+    assert doc["slices"]["10"]["prompts"] == OLD_OBJECT["prompts"]["10"]
+    assert object_from_json(3, json.loads(json.dumps(doc))) == obj
+
+
+def _old_form(doc: dict) -> dict:
+    """An object's journal JSON as written before slice records."""
+    out = {k: v for k, v in doc.items() if k != "slices"}
+    for key in ("prompts", "source", "confidence", "evidence", "overshoot"):
+        out[key] = {z: r[key] for z, r in doc["slices"].items() if key in r}
+    return out
+
+
+def test_a_sidecar_written_before_slice_records_restores_and_replays(
+    tmp_path, two_balls, fake_model
+):
+    """A sidecar whose objects are in the form before slice records (every object of every
+    record rewritten so) restores to the same session and replays identically."""
+    from slicesam.replay import replay_session
+
+    vol, a, b = two_balls
+    side = tmp_path / "s.slicesam"
+    sess = Session(vol, model=fake_model, autosave=side)
+    work(sess, a, b)
+    sess.add_point(1, 12, 20, 18, positive=False)
+    sess.autosave.close()
+    lines, rewritten = [], 0
+    for line in (side / JOURNAL).read_text().splitlines():
+        rec = json.loads(line)
+        for key, doc in (rec.get("objects") or {}).items():
+            if doc:
+                rec["objects"][key] = _old_form(doc)
+                rewritten += 1
+        lines.append(json.dumps(rec))
+    (side / JOURNAL).write_text("\n".join(lines) + "\n")
+    assert rewritten >= 5
+    docs = [d for r in map(json.loads, lines) for d in (r.get("objects") or {}).values() if d]
+    assert all("slices" not in d and "source" in d for d in docs)
+
+    restored = Session.restore(side, model=fake_model, volume=vol, resume=False)
+    assert_same_session(restored, sess)
+    assert restored.objects[1].prompts and restored.objects[1].overshoot
+    result = replay_session(side, model=fake_model, volume=vol)
+    assert result.identical, str(result)
 
 
 def test_restore_checks_the_image_and_warns_about_other_weights(tmp_path, two_balls, fake_model):

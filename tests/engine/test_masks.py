@@ -155,8 +155,9 @@ def test_the_small_structure_rules_are_on_for_ct_first_walks_only(
 ):
     """The growth limit and the box inset are on for CT; a re-walk from a correction walks
     without them (a positive click may ask for a larger object)."""
-    from slicesam.engine import session as session_module
+    from slicesam.engine import walks as walks_module
     from slicesam.engine.propagation import default_params
+    from slicesam.engine.session import Session
     from slicesam.io.volume import Volume
 
     assert default_params("CT").max_small_growth > 0
@@ -170,9 +171,9 @@ def test_the_small_structure_rules_are_on_for_ct_first_walks_only(
         seen.append((params.max_small_growth, params.small_box_inset))
         return walk(*args, params=params, **kwargs)
 
-    monkeypatch.setattr(session_module, "walk", spy)
+    monkeypatch.setattr(walks_module, "walk", spy)
     vol, _, _ = two_balls
-    sess = session_module.Session(Volume(data=vol, modality="CT"), model=fake_model)
+    sess = Session(Volume(data=vol, modality="CT"), model=fake_model)
     obj = sess.new_object()
     sess.add_box(obj, 10, (8, 10, 28, 30))
     sess.propagate(obj)

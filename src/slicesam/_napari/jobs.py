@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from qtpy.QtCore import QObject, QThread, Signal
+from qtpy.QtCore import QObject, Qt, QThread, Signal
 
 
 def process_events_until(done: Callable[[], bool], timeout: float | None) -> bool:
@@ -97,7 +97,9 @@ class SerialRunner:
     def __init__(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slicesam-job")
         self._bridge = _Bridge()
-        self._bridge.finished.connect(self._deliver)
+        # queued even when a job is done before its callback is added (the callback then runs
+        # in the GUI thread): results arrive after the job's progress and messages, in order
+        self._bridge.finished.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
         self.message = self._bridge.message
         self.progress = self._bridge.progress
         self.background = self._bridge.background

@@ -12,11 +12,12 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..models.base import Embedding
+from ..models.base import Embedding, SegmentationModel
 
 if TYPE_CHECKING:  # pragma: no cover
     from .disk_cache import DiskEmbeddingStore
@@ -138,3 +139,34 @@ class EmbeddingCache:
         with self._lock:
             self._entries.clear()
             self._bytes = 0
+
+
+def session_cache(
+    data: np.ndarray,
+    window: tuple[float, float],
+    model: SegmentationModel,
+    *,
+    max_bytes: int,
+    disk_cache: str | Path | bool | None = None,
+    wait_context: Callable[[], AbstractContextManager[None]] | None = None,
+) -> EmbeddingCache:
+    """The embedding cache of a session on the (z, y, x) ``data`` seen through ``window`` by
+    ``model``; with ``disk_cache`` (True: the user cache folder; or a folder) backed by an
+    on-disk store, for models whose embeddings can be packed."""
+    signature = "|".join(
+        [
+            volume_fingerprint(data),
+            f"{window[0]:g},{window[1]:g}",
+            model.name,
+            model.weights_sha256,
+            # the fast and the reference encoder give slightly different features
+            model.capabilities.encoder,
+        ]
+    )
+    store = None
+    if disk_cache and model.capabilities.packs_embeddings:
+        from .disk_cache import DiskEmbeddingStore, embeddings_cache_dir
+
+        root = embeddings_cache_dir() if disk_cache is True else Path(disk_cache)
+        store = DiskEmbeddingStore(root, signature, model.pack, model.unpack)
+    return EmbeddingCache(signature, max_bytes=max_bytes, store=store, wait_context=wait_context)

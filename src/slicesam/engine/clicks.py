@@ -8,6 +8,7 @@ a few scales; further clicks edit the mask locally (:func:`box_only_click`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from scipy import ndimage
 
 from ..models.base import Prediction
 from ..prompts import Point
+from . import presets
 from .masks import BoxXYXY, clip_box, disk, expand_box, mask_bbox, pixel_extent
 
 #: Half widths, in model-input pixels, of the boxes tried around a click on box-only models.
@@ -40,10 +42,9 @@ def region_at_click(
 
     Tries boxes centred on the click with the half widths of ``CLICK_BOX_HALF_WIDTHS`` (model
     pixels; ``model_px`` slice pixels each) and keeps the mask that contains the click with the
-    best predicted IoU. Falls back to a small disk when no mask contains the click. On the
-    sample CT, one click at the centre of each of 7 organs gives a mean 2D Dice of 0.836 with
-    these 9 scales against 0.664 with 4 (6, 12, 24, 48); a batched decoder call was slower on
-    CPU than 9 single ones (~0.85 s against ~0.46 s per click).
+    best predicted IoU. Falls back to a small disk when no mask contains the click. Many
+    scales, so that a click finds small and large structures alike; single decoder calls, as
+    one batched call was slower on CPU.
 
     Returns:
         ((y, x) bool mask, confidence)
@@ -75,9 +76,9 @@ CLICK_STRATEGIES = ("local", "adaptive", "region")
 #: component's largest) means the whole component ("adaptive" strategy).
 CENTRAL_CLICK = 0.9
 #: A positive click farther from the mask than this many times the mask's largest inner
-#: distance adds the structure under it ("adaptive"); nearer ones grow the mask locally.
-#: P3 with 5 clicks (LiteMedSAM): factor 2 gives CT 0.791 / synthetic nuclei 0.742, factor 1
-#: 0.792 / 0.698, never 0.777 / 0.743.
+#: distance adds the structure under it ("adaptive"): a click on a missed separate part gets
+#: that part; nearer ones grow the mask locally, so a click beside a thin mask does not add a
+#: neighbouring structure.
 FAR_FACTOR = 2.0
 
 
@@ -86,11 +87,11 @@ class ClickEdits:
     """How a correction click on a box-only model follows the slice's intensities
     (the "adaptive" strategy of :func:`box_only_click`; :func:`intensity_edit`).
 
-    A wrong region often differs in intensity from the object next to it: the model's mask
-    of the spinal cord (soft tissue) spreads into the bright vertebral arch around it. A
-    negative click then removes the part of the mask that is connected to the click and
-    similar to it in intensity, and a positive click adds the similar pixels near it
-    outside the mask, instead of a disk of the click's distance to the border.
+    A wrong region often differs in intensity from the object next to it (a mask that spread
+    from soft tissue into bright bone). A negative click then removes the part of the mask
+    that is connected to the click and similar to it in intensity, and a positive click adds
+    the similar pixels near it outside the mask, instead of a disk of the click's distance to
+    the border.
 
     Attributes:
         remove_tolerance: a negative click removes the mask pixels within this intensity
@@ -101,41 +102,32 @@ class ClickEdits:
         add_reach: see ``add_tolerance``.
         max_fraction: a region holding this fraction of the mask's pixels or more is no
             distinct wrong part (the click's intensity is the object's): the click edits a
-            disk instead, as without intensities (negative clicks).
+            disk instead, as without intensities (negative clicks), so one click cannot wipe
+            out most of the object.
         add_max_fraction: the same for a positive click's added region, as a multiple of
-            the mask: a positive click adds what it lands on, and on a slice where the model
-            found only a sliver of the object (the brain's ventricles: 5 pixels of 384) the
-            region of the click's intensity is rightly several times the mask. 3 (was 0.5,
-            the negative clicks' limit): brain P3 @3/@5 0.231/0.264 -> 0.251/0.285, CT
-            0.783/0.803 -> 0.783/0.804 (BENCHMARKS.md).
+            the mask: a positive click adds what it lands on, and where the model found only
+            a sliver of the object, the region of the click's intensity is rightly several
+            times the mask.
         add_max_neighbour: a positive click's added region may also hold up to this many
             times the object's area on the nearest neighbour slice (the ``hint`` of
-            :func:`box_only_click`; whichever limit is larger applies): a sliver of 5 pixels
-            then does not stop a click from adding the rest of a ventricle the neighbour
-            slice shows whole. 2.5 (with ``empty_grow_below`` 1; P3 @5, brain / CT / MR):
-            2 0.320 / 0.804 / 0.845, 2.5 0.321 / 0.804 / 0.845, 3 0.321 / 0.797 / 0.845
-            (the CT stomach 0.92 -> 0.85); brain P3 @3 0.275 / 0.289 / 0.289.
+            :func:`box_only_click`; whichever limit is larger applies), so a sliver of a mask
+            does not stop a click from adding the rest of an object the neighbour slice shows
+            whole.
         empty_grow_below: a first positive click on a slice without a mask gets the model's
             mask for the neighbour's box (or the structure under the click); when that mask
             holds fewer pixels than this fraction of the neighbour's, the region of the
             click's intensity within twice the neighbour's equivalent radius is added to it
-            (unless it reaches ``add_max_neighbour`` times the neighbour's area). 0 = off.
-            1 with the two limits above: brain P3 @1/@3/@5 0.197/0.251/0.285 ->
-            0.211/0.289/0.321, CT and MR unchanged (BENCHMARKS.md: "A first click on an
-            empty slice follows intensities").
+            (unless it reaches ``add_max_neighbour`` times the neighbour's area), so a first
+            click is not answered with a sliver of what the user pointed at. 0 = off.
         remnant_width: a negative click that removes part of a mask also removes the thin
             remnants it leaves beside that part: the mask's pixels within 2 pixels of the
             removed region that a morphological opening with a square this many pixels wide
-            takes away (:func:`drop_thin_remnants`). The model's mask of the CT aorta takes
-            in a structure in front of it; a click there removes the intensity region or
-            disk under it and leaves 1-2 pixel columns on either side, which keep the
-            slice's box, and so the next slice's, as large as before: the re-walk then
-            finds the same mask and stops ("unchanged"). 3 (P3 @5, CT): off 0.840, 3
-            0.844 (the aorta 0.854 -> 0.861). 0 = off.
+            takes away (:func:`drop_thin_remnants`). Otherwise 1-2 pixel columns left on
+            either side of the removed part keep the slice's box, and so the next slice's, as
+            large as before, and the re-walk finds the same wrong mask again. 0 = off.
         remnant_max_removed: the remnants go only when the click removed at most this
-            fraction of the mask: a larger cut leaves a mask whose thin parts may be all
-            there is of the object (the brain's third ventricle, a slit 2-3 pixels wide:
-            P3 @3 0.178 -> 0.101 without this limit).
+            fraction of the mask: after a larger cut, the thin parts may be all there is of a
+            slit-like object.
     """
 
     remove_tolerance: float = 0.3
@@ -154,11 +146,9 @@ NO_INTENSITY_EDITS = ClickEdits(remove_tolerance=0.0, add_tolerance=0.0)
 
 
 def default_click_edits(modality: str | None) -> ClickEdits:
-    """The click edits a session on a volume of this modality starts with: intensity-aware
-    everywhere but in microscopy, where a nucleus's blurred rim is as bright as its
-    neighbour's and the edits lowered P3 (Arabidopsis after 3 clicks 0.846 -> 0.841;
-    BENCHMARKS.md)."""
-    return NO_INTENSITY_EDITS if modality == "microscopy" else ClickEdits()
+    """The click edits a session on a volume of this modality starts with: the defaults with
+    the modality's overrides from :data:`slicesam.engine.presets.CLICK_EDITS`."""
+    return dataclasses.replace(ClickEdits(), **presets.overrides(presets.CLICK_EDITS, modality))
 
 
 def _inner_distance(mask: np.ndarray) -> np.ndarray:
@@ -370,13 +360,9 @@ def box_only_click(
       (:func:`drop_thin_remnants`, ``edits.remnant_width``);
     - ``"region"``: adds or removes the structure under the click (:func:`region_at_click`).
 
-    Chosen by ``benchmarks/click_strategies.py`` (2D corrections from sloppy-box masks, and
-    P3; figures in BENCHMARKS.md). Earlier experiments with model-driven edits (re-fitting the
-    box around the corrected mask, cutting the box at a negative click, choosing among
-    candidates by consistency with the clicks) lowered the 2D IoU after 5 clicks (0.53-0.72
-    against 0.80 for local edits, from 0.68): the box-trained model's answer to a new box is
-    not reliably closer to what the user means than the mask it already gave, so they were
-    dropped.
+    Edits stay local rather than asking the model again: a box-trained model's answer to a
+    re-fitted or cut box is not reliably closer to what the user means than the mask it
+    already gave, so a correction could make the mask worse.
     """
     if strategy not in CLICK_STRATEGIES:
         raise ValueError(f"unknown click strategy {strategy!r}; choose from {CLICK_STRATEGIES}")

@@ -62,7 +62,7 @@ import numpy as np
 
 from ..errors import SliceSamError
 from ..prompts import Box, Lasso, Point, Scribble
-from .objects import SegObject, SlicePrompts
+from .objects import SegObject
 
 if TYPE_CHECKING:  # pragma: no cover
     from .session import Session
@@ -123,53 +123,17 @@ def to_jsonable(value: Any) -> Any:
 
 
 def object_to_json(obj: SegObject) -> dict[str, Any]:
-    """A :class:`SegObject` as a JSON dict (slice keys as strings); every field but the id."""
-    doc: dict[str, Any] = {}
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if f.name == "label_id":
-            continue
-        if f.name == "prompts":
-            doc["prompts"] = {
-                str(z): {
-                    "box": [sp.box.x0, sp.box.y0, sp.box.x1, sp.box.y1] if sp.box else None,
-                    "points": [[p.y, p.x, p.positive] for p in sp.points],
-                }
-                for z, sp in sorted(value.items())
-            }
-        elif isinstance(value, dict):
-            doc[f.name] = {str(k): to_jsonable(v) for k, v in sorted(value.items())}
-        else:
-            doc[f.name] = to_jsonable(value)
-    return doc
-
-
-def _slice_key(key: str) -> int | str:
-    return int(key) if key.lstrip("-").isdigit() else key
+    """A :class:`SegObject` as a JSON dict: :meth:`SegObject.snapshot
+    <slicesam.engine.objects.SegObject.snapshot>` (every field but the id; the slice records
+    keyed by slice, logits left out)."""
+    return obj.snapshot()
 
 
 def object_from_json(label_id: int, doc: dict[str, Any]) -> SegObject:
-    """The inverse of :func:`object_to_json` (unknown keys from newer versions are ignored)."""
-    kwargs: dict[str, Any] = {}
-    names = {f.name for f in dataclasses.fields(SegObject)}
-    for name, value in doc.items():
-        if name not in names or name == "label_id":
-            continue
-        if name == "prompts":
-            prompts = {}
-            for key, sp in value.items():
-                z = int(key)
-                box = Box(z, *(float(v) for v in sp["box"])) if sp.get("box") else None
-                points = [Point(z, float(y), float(x), bool(pos)) for y, x, pos in sp["points"]]
-                prompts[z] = SlicePrompts(box, points)
-            kwargs["prompts"] = prompts
-        elif isinstance(value, dict):
-            kwargs[name] = {_slice_key(k): v for k, v in value.items()}
-        elif isinstance(value, list):
-            kwargs[name] = tuple(value)
-        else:
-            kwargs[name] = value
-    return SegObject(int(label_id), **kwargs)
+    """The inverse of :func:`object_to_json`; also reads the form written before slice
+    records (one dict keyed by slice per field); unknown keys (fields of other versions) are
+    ignored (:meth:`SegObject.from_snapshot <slicesam.engine.objects.SegObject.from_snapshot>`)."""
+    return SegObject.from_snapshot(label_id, doc)
 
 
 def session_settings(session: Session) -> dict[str, Any]:
@@ -737,7 +701,7 @@ def journaled(method: F) -> F:
         journal: Journal | None = getattr(self, "autosave", None)
         if journal is None:
             return method(self, *args, **kwargs)
-        with self._lock:
+        with self.lock:
             journal.depth += 1
             try:
                 result = method(self, *args, **kwargs)

@@ -21,8 +21,8 @@ def pixel_extent(box: BoxXYXY) -> BoxXYXY:
     """An inclusive-index box (x0, y0, x1, y1) as the continuous extent of its pixels,
     (x0, y0, x1 + 1, y1 + 1): what a box prompt means to a SAM-family model, whose
     coordinates are continuous (pixel i covers [i, i + 1)). A tight box on the last pixel
-    index cuts that pixel's far half off, which makes the model under-segment (on the MR
-    abdomen's spleen: 2D Dice 0.05 against 0.93 for the same box as a pixel extent)."""
+    index cuts that pixel's far half off, which can make the model miss the object almost
+    entirely."""
     x0, y0, x1, y1 = box
     return x0, y0, x1 + 1.0, y1 + 1.0
 

@@ -12,8 +12,8 @@ after ``idle_exit_s`` without work and starts again on the next request.
 :meth:`Session.background_setup <slicesam.engine.session.Session.background_setup>`: the
 forwards then pause at their yield points while the session serves a click or a propagation
 (:mod:`slicesam.engine.foreground`), so interactive work gets the cores. It can also limit
-the prefetcher's threads (torch's OpenMP thread count is per calling thread); on 2 cores that
-alone made a click during prefetching slower, not faster (BENCHMARKS.md).
+the prefetcher's threads (torch's OpenMP thread count is per calling thread); on few cores
+that alone makes a click during prefetching slower, not faster.
 """
 
 from __future__ import annotations

@@ -3,21 +3,24 @@
 The walker is independent of the session and the model: it asks a ``predict(z, box)`` callable
 for the mask on slice z given a box and decides, from the result, whether to go on. The next
 slice's box is the bounding box of the current mask plus a margin; a walk without a z range
-stops on the model's score, the area (growth, shrink, vanishing, relative to the walk's
-largest), the overlap with the previous mask or the mean intensity under the mask
-(:func:`stop_reason`).
+stops at the first of its stop rules (:func:`stop_rules`) that fires: the mask vanished, the
+model's score, the area (growth, shrink, relative to the walk's largest), the overlap with the
+previous mask, the mean intensity under the mask.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from ..metrics import dice
 from ..models.base import Prediction
+from . import presets
 from .confidence import stability
 from .masks import (
     BoxXYXY,
@@ -32,84 +35,74 @@ from .masks import (
 
 @dataclass(frozen=True)
 class PropagationParams:
-    """Knobs of the stop rule and of the next-slice prompt.
+    """Knobs of the stop rules and of the next-slice prompt.
 
     A next slice is prompted with a box alone (the bounding box of the current mask plus the
-    margin): LiteMedSAM was trained on boxes, and mask logits or points as extra prompts
-    made its walks worse.
+    margin): box-trained models walk worse with mask logits or points as extra prompts.
 
     Attributes:
-        margin_model_px: box margin around the previous mask, in model-input pixels
-            (MedSAM's 3D inference uses 3).
+        margin_model_px: box margin around the previous mask, in model-input pixels: a box
+            without margin cuts off the part of the object that grew since the last slice.
         margin_rel: with this above 0, a next-slice box's margin is at most this fraction of
-            the box's shorter side (:func:`next_box_margin`): LiteMedSAM fills a box around
-            a structure a few pixels across whatever its edges, so a margin of a fixed size
-            inflates small structures by it on every slice and their next boxes with them
-            (the CT spinal cord, 5 pixels across: 3 model pixels are 1.4 of its pixels a
-            side, a box 8 pixels wide, masks 20-55 % too large); 0 = off (the default;
-            :func:`default_params` sets :data:`CT_MR_MARGIN_REL` for CT and MR, not for
-            microscopy, whose blurred nuclei want their wide margin).
-        min_score: stop when the model's predicted IoU falls below this.
-        max_growth: stop when the area grows by more than this factor from one slice to the next.
-        min_shrink: stop when the area falls below this fraction of the previous slice's.
-        min_overlap: stop when the Dice with the previous slice's mask falls below this.
-        min_area_px: stop when the mask has fewer pixels than this.
+            the box's shorter side (:func:`next_box_margin`): a fixed margin inflates a
+            structure a few pixels across on every slice, since the model fills its box; 0 = off.
+        min_score: stop when the model's predicted IoU falls below this (the model no longer
+            recognises the object).
+        max_growth: stop when the area grows by more than this factor from one slice to the
+            next (the mask leaked into a neighbour).
+        min_shrink: stop when the area falls below this fraction of the previous slice's (the
+            mask lost the object).
+        min_overlap: stop when the Dice with the previous slice's mask falls below this (the
+            mask jumped to another structure).
+        min_area_px: stop when the mask has fewer pixels than this (the object ended).
         min_rel_area: stop when the area falls below this fraction of the largest area of the
-            walk so far (an object ends by shrinking; what the model finds after that is
-            usually a neighbour).
+            walk so far: an object ends by shrinking, and what the model finds after that is
+            usually a neighbour.
         max_intensity_drop: stop when the mean intensity inside the mask (window scaled to
             0-1) falls by more than this below the seed slice's (the mask left the object).
         max_intensity_rise: stop when that mean intensity rises by more than this above the
             lowest one of the walk so far, the seed slice's included (the mask slid into a
-            brighter neighbour: between two nuclei the intensity dips, then rises); 0 = off
-            (the default; :func:`default_params` turns it on for microscopy and MR).
+            brighter neighbour across a dimmer gap); 0 = off.
         converged_dice: a re-propagation from a correction stops where the new mask has at
-            least this Dice with the mask already there.
+            least this Dice with the mask already there (a correction changes only the slices
+            it improves).
         keep_surer_by: a re-propagation from a correction also stops where the mask already
-            there has a confidence higher than the new one's by more than this (negative:
-            off). 0.1: every P3 figure equal or better (MR after 3 clicks 0.785 -> 0.789,
-            Arabidopsis NoC85 7.4 -> 7.0); 0 lowers MR after 5 clicks (0.800 -> 0.777).
+            there has a confidence higher than the new one's by more than this, so a re-walk
+            does not overwrite good propagated slices with worse ones (negative: off).
         bound_by_box: in a ranged propagation (the user gave a z range: a 3D box), no
-            next-slice box may leave the anchor's box (plus the margin).
+            next-slice box may leave the anchor's box (plus the margin), so a walk cannot
+            drift out of the box the user drew.
         rewalk_reference: a re-propagation from a corrected slice compares its area and
             intensity-fall rules with the object's largest slice rather than with the
-            corrected one (:class:`WalkReference`); off by default (:func:`default_params`
-            turns it on for microscopy).
+            corrected one (:class:`WalkReference`): a correction near the object's end would
+            otherwise start from a small, dim slice against which a neighbour looks like more
+            object.
         max_overshoot_erosion_px: where the model's mask on a slice the user boxed reaches
             past the box (a box prompt is tight: the object touches its sides, no more) by k
             pixels on average over the four sides (the nearest whole number, halves rounded
-            down), that mask and every mask propagated for the object are eroded by k
-            pixels, at most this many (:func:`~slicesam.engine.masks.overshoot_erosion`):
-            LiteMedSAM draws small structures about a pixel too wide all round (the MR
-            aorta, 7 pixels across: 2D Dice 0.77 -> 0.91 on its largest slice; the CT spinal
-            cord, 4 pixels across: 0.62 -> 0.89); 0 = off.
+            down), that mask and every mask propagated for the object are eroded by k pixels,
+            at most this many (:func:`~slicesam.engine.masks.overshoot_erosion`): a model that
+            draws a small structure a pixel too wide all round would do so on every slice;
+            0 = off.
         max_small_growth: where a next-slice box is at most ``small_side_px`` pixels across
             (its shorter side) and the mask it gives holds more than 1 + this times the
             previous slice's pixels, the mask's logits are thresholded higher, from 0.5 to 3
-            in steps of 0.5, until it holds no more (:func:`within_growth`): LiteMedSAM fills
-            the box it gets, and on a structure a few pixels across the walk's margin makes
-            every mask about a pixel too wide all round (the CT aorta, 7 pixels across: with
-            its tight box 2D Dice 0.93-0.99 on z 19-29, with the box grown by the walk's 1.4
-            pixels 0.80-0.93; its logits at 2 instead of 0 give back 0.935 on average).
-            First walks only: a re-walk from a correction may grow the object, which is
-            what a positive click asks for. 0 = off (the default; :func:`default_params`
-            sets :data:`CT_MAX_SMALL_GROWTH` for CT).
+            in steps of 0.5, until it holds no more (:func:`within_growth`): the model fills
+            the box it gets, so the walk's margin would make a small structure's every mask
+            about a pixel too wide all round. First walks only: a re-walk from a correction
+            may grow the object, which is what a positive click asks for. 0 = off.
         small_box_inset: in a first walk, where the mask a next-slice box is made from is at
             most ``small_side_px`` pixels across (its pixel extent's shorter side, before the
-            margin) and the object's masks are not eroded (``erode_px`` 0: its mask
-            on the boxed slice did not reach past the user's box), the box's margin is this
-            many pixels less (not below 0): with 0.5 the box runs from the mask's outermost
-            pixel centres, as a tight user box does (BENCHMARK.md), rather than from their
-            outer edges, and LiteMedSAM draws a small structure out to its box's edges (the
-            CT aorta's P2 0.853 -> 0.887, the IVC's 0.880 -> 0.904). Re-walks from a
-            correction keep the full margin, as for ``max_small_growth``. 0 = off (the
-            default; :func:`default_params` sets :data:`CT_SMALL_BOX_INSET` for CT).
+            margin) and the object's masks are not eroded (``erode_px`` 0), the box's margin
+            is this many pixels less (not below 0): with 0.5 the box runs from the mask's
+            outermost pixel centres, as a tight user box does, so a small structure is not
+            drawn out to a box a pixel too wide. Re-walks keep the full margin; 0 = off.
         small_side_px: see ``max_small_growth`` (which measures the next-slice box, margin
             included) and ``small_box_inset`` (which measures the mask's extent).
 
-    Sessions record these fields in their autosave journal; a journal written by a version
-    with fields that no longer exist (rules deleted since) is read without them
-    (:func:`~slicesam.engine.autosave.params_of`).
+    The per-modality values are in :mod:`slicesam.engine.presets`. Sessions record these
+    fields in their autosave journal; a journal written by a version with fields that no
+    longer exist is read without them (:func:`~slicesam.engine.autosave.params_of`).
     """
 
     margin_model_px: float = 3.0
@@ -132,72 +125,168 @@ class PropagationParams:
     small_side_px: float = 12.0
 
 
-#: :attr:`PropagationParams.max_intensity_rise` for microscopy (:func:`default_params`).
-MICROSCOPY_INTENSITY_RISE = 0.05
-
-#: :attr:`PropagationParams.max_intensity_rise` for MR (:func:`default_params`).
-MR_INTENSITY_RISE = 0.2
-
-#: :attr:`PropagationParams.margin_model_px` for microscopy (:func:`default_params`).
-MICROSCOPY_MARGIN_MODEL_PX = 6.0
-
-#: :attr:`PropagationParams.margin_rel` for CT and MR (:func:`default_params`).
-CT_MR_MARGIN_REL = 0.2
-
-#: :attr:`PropagationParams.max_small_growth` for CT (:func:`default_params`).
-CT_MAX_SMALL_GROWTH = 0.1
-
-#: :attr:`PropagationParams.small_box_inset` for CT (:func:`default_params`).
-CT_SMALL_BOX_INSET = 0.5
-
 #: The logit thresholds :func:`within_growth` tries, in order.
 GROWTH_THRESHOLDS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
 
 
 def default_params(modality: str | None) -> PropagationParams:
-    """The propagation settings a session on a volume of this modality starts with.
+    """The propagation settings a session on a volume of this modality starts with: the
+    defaults with the modality's overrides from :data:`slicesam.engine.presets.PROPAGATION`."""
+    return dataclasses.replace(
+        PropagationParams(), **presets.overrides(presets.PROPAGATION, modality)
+    )
 
-    Microscopy adds the intensity-rise stop rule (:data:`MICROSCOPY_INTENSITY_RISE`): nuclei
-    that touch in z are separated by a dimmer, blurred gap, so a walk whose mask grows
-    brighter again has entered the next nucleus. On the two nuclei datasets it lifts P2
-    (0.721 -> 0.724, 0.628 -> 0.650) and P3 after 5 clicks (0.781 -> 0.806, 0.743 -> 0.772);
-    on CT, where intensity varies inside an organ, it lowers P3 (after 3 clicks 0.780 ->
-    0.763), so CT keeps the plain settings (BENCHMARKS.md). MR uses it with a wider margin
-    (:data:`MR_INTENSITY_RISE`): a walk off the end of the left kidney into brighter tissue
-    is stopped (P2 0.688 -> 0.712, P3 after 3 clicks 0.778 -> 0.785). Re-walks from a
-    correction use the same threshold as first walks.
 
-    Microscopy also re-walks from a correction against the whole object
-    (``rewalk_reference``): Arabidopsis P3 after 3 clicks 0.805 -> 0.826, NoC85 8.6 -> 7.3;
-    synthetic nuclei 0.735 -> 0.747; on CT it lowers P3 after 3 clicks (0.780 -> 0.772).
-    Its next-slice boxes get a wider margin (:data:`MICROSCOPY_MARGIN_MODEL_PX`): the nuclei
-    volumes' slices are small (about 60 and 100 px), so the model sees them enlarged 2.5-4x
-    and their blurred borders wide; 3 model pixels are less than one slice pixel there, and
-    the boxes cut into the nuclei (P1 / P2 0.710 / 0.668 -> 0.744 / 0.704 on the synthetic
-    nuclei, 0.776 / 0.724 -> 0.782 / 0.739 on Arabidopsis, every P3 figure higher).
+# -- stop rules ----------------------------------------------------------------------------------
+@dataclass
+class Candidate:
+    """A walk's candidate mask for its next slice, with what the stop rules compare it with.
 
-    CT and MR cap the margin of small structures' boxes (:data:`CT_MR_MARGIN_REL`); CT also
-    limits the growth of small structures and boxes them from their pixel centres
-    (:data:`CT_MAX_SMALL_GROWTH`, :data:`CT_SMALL_BOX_INSET`).
+    Attributes:
+        mask: the (y, x) bool mask the model predicted.
+        score: the model's predicted IoU for it.
+        prev: the previous slice's mask.
+        prev_area, max_area: the previous and the largest area of the walk (pixels).
+        intensity: the mean intensity (0-1) under ``mask``; None: no intensity rules.
+        start_intensity, lowest_intensity: the walk's seed intensity and its lowest so far.
     """
-    if modality == "MR":
-        return PropagationParams(
-            max_intensity_rise=MR_INTENSITY_RISE,
-            margin_rel=CT_MR_MARGIN_REL,
-        )
-    if modality == "microscopy":
-        return PropagationParams(
-            max_intensity_rise=MICROSCOPY_INTENSITY_RISE,
-            rewalk_reference=True,
-            margin_model_px=MICROSCOPY_MARGIN_MODEL_PX,
-        )
-    if modality == "CT":
-        return PropagationParams(
-            margin_rel=CT_MR_MARGIN_REL,
-            max_small_growth=CT_MAX_SMALL_GROWTH,
-            small_box_inset=CT_SMALL_BOX_INSET,
-        )
-    return PropagationParams()
+
+    mask: np.ndarray
+    score: float
+    prev: np.ndarray
+    prev_area: int
+    max_area: int
+    intensity: float | None
+    start_intensity: float
+    lowest_intensity: float
+
+    @functools.cached_property
+    def area(self) -> int:
+        return int(self.mask.sum())
+
+
+class StopRule(Protocol):
+    """One reason to end an unconstrained walk: ``check`` returns why, or None."""
+
+    def check(self, c: Candidate) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Vanished:
+    """The mask holds fewer than ``min_area_px`` pixels."""
+
+    min_area_px: int
+
+    def check(self, c: Candidate) -> str | None:
+        return "object vanished" if c.area < self.min_area_px else None
+
+
+@dataclass(frozen=True)
+class ScoreBelow:
+    """The model's predicted IoU is below ``min_score``."""
+
+    min_score: float
+
+    def check(self, c: Candidate) -> str | None:
+        return f"low confidence ({c.score:.2f})" if c.score < self.min_score else None
+
+
+@dataclass(frozen=True)
+class AreaJump:
+    """The area grew by more than ``max_growth`` times the previous slice's."""
+
+    max_growth: float
+
+    def check(self, c: Candidate) -> str | None:
+        if c.prev_area and c.area > self.max_growth * c.prev_area:
+            return f"area jumped x{c.area / c.prev_area:.1f}"
+        return None
+
+
+@dataclass(frozen=True)
+class AreaFall:
+    """The area fell below ``min_shrink`` times the previous slice's."""
+
+    min_shrink: float
+
+    def check(self, c: Candidate) -> str | None:
+        if c.prev_area and c.area < self.min_shrink * c.prev_area:
+            return f"area fell to {c.area / c.prev_area:.0%}"
+        return None
+
+
+@dataclass(frozen=True)
+class OverlapBelow:
+    """The Dice with the previous slice's mask is below ``min_overlap``."""
+
+    min_overlap: float
+
+    def check(self, c: Candidate) -> str | None:
+        if dice(c.mask, c.prev) < self.min_overlap:
+            return "object moved away from the previous slice"
+        return None
+
+
+@dataclass(frozen=True)
+class BelowLargest:
+    """The area fell below ``min_rel_area`` times the walk's largest."""
+
+    min_rel_area: float
+
+    def check(self, c: Candidate) -> str | None:
+        if c.area < self.min_rel_area * c.max_area:
+            return f"area fell to {c.area / c.max_area:.0%} of the largest"
+        return None
+
+
+@dataclass(frozen=True)
+class IntensityFall:
+    """The mean intensity under the mask fell more than ``max_drop`` below the seed's."""
+
+    max_drop: float
+
+    def check(self, c: Candidate) -> str | None:
+        if c.intensity is not None and c.start_intensity - c.intensity > self.max_drop:
+            return "the mask's intensity fell"
+        return None
+
+
+@dataclass(frozen=True)
+class IntensityRise:
+    """The mean intensity under the mask rose more than ``max_rise`` above the walk's
+    lowest."""
+
+    max_rise: float
+
+    def check(self, c: Candidate) -> str | None:
+        if c.intensity is not None and c.intensity - c.lowest_intensity > self.max_rise:
+            return "the mask's intensity rose (a neighbour)"
+        return None
+
+
+def stop_rules(params: PropagationParams) -> list[StopRule]:
+    """The stop rules of an unconstrained walk, in the order they are checked."""
+    rules: list[StopRule] = [
+        Vanished(params.min_area_px),
+        ScoreBelow(params.min_score),
+        AreaJump(params.max_growth),
+        AreaFall(params.min_shrink),
+        OverlapBelow(params.min_overlap),
+        BelowLargest(params.min_rel_area),
+        IntensityFall(params.max_intensity_drop),
+    ]
+    if params.max_intensity_rise:
+        rules.append(IntensityRise(params.max_intensity_rise))
+    return rules
+
+
+def stop_reason(rules: list[StopRule], candidate: Candidate) -> str | None:
+    """Why a walk ends at ``candidate`` (the first rule that fires), or None: it goes on."""
+    for rule in rules:
+        reason = rule.check(candidate)
+        if reason is not None:
+            return reason
+    return None
 
 
 @dataclass
@@ -287,6 +376,7 @@ def walk(
         start_intensity = reference.intensity
     z = start_z + direction
     shape = start_mask.shape
+    rules = stop_rules(params)
 
     def in_range(zz: int) -> bool:
         return (zz <= last_z) if direction > 0 else (zz >= last_z)
@@ -328,17 +418,17 @@ def walk(
         if not constrained:
             if image is not None:
                 intensity = mean_in(image(z), pred.mask)
-            reason = stop_reason(
+            candidate = Candidate(
                 pred.mask,
                 pred.score,
                 prev,
-                params,
-                prev_area=prev_area,
-                max_area=max_area,
-                intensity=intensity,
-                start_intensity=start_intensity,
-                lowest_intensity=lowest_intensity,
+                prev_area,
+                max_area,
+                intensity,
+                start_intensity,
+                lowest_intensity,
             )
+            reason = stop_reason(rules, candidate)
             if reason is not None:
                 yield Stop(z, reason)
                 return
@@ -389,49 +479,6 @@ def next_box_margin(extent: BoxXYXY, margin_px: float, rel: float) -> float:
     if rel <= 0:
         return margin_px
     return min(margin_px, rel * shorter_side(extent))
-
-
-def stop_reason(
-    mask: np.ndarray,
-    score: float,
-    prev: np.ndarray,
-    params: PropagationParams,
-    *,
-    prev_area: int,
-    max_area: int,
-    intensity: float | None,
-    start_intensity: float,
-    lowest_intensity: float,
-) -> str | None:
-    """Why an unconstrained walk ends at a slice whose (y, x) bool ``mask`` the model predicted
-    with ``score`` from the previous slice's mask ``prev`` (None: it goes on).
-
-    ``prev_area``, ``max_area``: the previous and the largest area of the walk (pixels);
-    ``intensity``: the mean intensity (0-1) under ``mask`` (None: no intensity rules),
-    compared with the walk's ``start_intensity`` and ``lowest_intensity``.
-    """
-    area = int(mask.sum())
-    if area < params.min_area_px:
-        return "object vanished"
-    if score < params.min_score:
-        return f"low confidence ({score:.2f})"
-    if prev_area and area > params.max_growth * prev_area:
-        return f"area jumped x{area / prev_area:.1f}"
-    if prev_area and area < params.min_shrink * prev_area:
-        return f"area fell to {area / prev_area:.0%}"
-    if dice(mask, prev) < params.min_overlap:
-        return "object moved away from the previous slice"
-    if area < params.min_rel_area * max_area:
-        return f"area fell to {area / max_area:.0%} of the largest"
-    if intensity is not None and start_intensity - intensity > params.max_intensity_drop:
-        return "the mask's intensity fell"
-    if (
-        intensity is not None
-        and params.max_intensity_rise
-        and intensity - lowest_intensity > params.max_intensity_rise
-    ):
-        return "the mask's intensity rose (a neighbour)"
-    return None
 
 
 @dataclass

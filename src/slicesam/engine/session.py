@@ -1,19 +1,21 @@
-"""The interactive segmentation session: objects, prompts, masks, propagation, undo/redo.
+"""The interactive segmentation session: a volume, a model, and prompts that become labels.
 
-A session owns (or is handed) one (z, y, x) integer label volume and writes every result into
-it. It talks to the model only through :mod:`slicesam.models.base`'s interface and never
-imports torch, Qt or napari.
+A :class:`Session` is an :class:`~slicesam.engine.annotation.Annotation` (the label volume, its
+objects, undo/redo) of one volume, edited by a promptable model. It talks to the model only
+through :mod:`slicesam.models.base`'s interface and never imports torch, Qt or napari. What a
+prompt on a slice becomes is decided by a prompting strategy (:mod:`slicesam.engine.prompting`),
+what a propagation writes by :mod:`slicesam.engine.walks` (the walk itself is a generator of
+steps in :mod:`slicesam.engine.propagation`), review helpers are in
+:mod:`slicesam.engine.review`.
 """
 
 from __future__ import annotations
 
 import functools
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,122 +23,40 @@ import numpy as np
 from ..errors import PromptError, SliceSamError
 from ..intensity import apply_window, resolve_window
 from ..io.volume import Volume
-from ..metrics import dice
 from ..models.base import Embedding, Prediction, SegmentationModel
 from ..models.yield_points import set_yield_hook
 from ..prompts import Box, Lasso, Point, Scribble, make_box
-from ..quality import ObjectStats, keep_largest_component, object_stats
-from ..quality import fill_holes as fill_holes_of
-from .cache import EmbeddingCache, volume_fingerprint
-from .clicks import (
-    CLICK_STRATEGIES,
-    ClickEdits,
-    box_only_click,
-    default_click_edits,
-    point_model_click,
-    points_arrays,
-)
-from .confidence import combine, stability
+from ..quality import ObjectStats, object_stats
+from . import review, walks
+from .annotation import Annotation
+from .cache import session_cache
+from .clicks import CLICK_STRATEGIES, ClickEdits, default_click_edits
 from .foreground import ForegroundGate, interactive
-from .history import Action, History, SliceDiff
-from .interpolation import interpolate_masks
 from .journal import Journal, journaled
-from .masks import (
-    clip_box,
-    erode_mask,
-    expand_box,
-    mask_bbox,
-    overshoot,
-    overshoot_erosion,
-    paint,
-    pixel_extent,
-)
-from .objects import DERIVED, INTERPOLATED, PROPAGATED, USER, SegObject, SlicePrompts
-from .propagation import (
-    PropagationParams,
-    Step,
-    WalkReference,
-    default_params,
-    mean_in,
-    predict_box,
-    walk,
-)
-from .strokes import (
-    SCRIBBLE_POINTS,
-    as_polyline,
-    box_only_scribble,
-    lasso_mask,
-    sample_along,
-)
-from .uncertainty import Suggestion, suggest_click, uncertainty_map
+from .masks import clip_box, paint
+from .objects import DERIVED, SegObject, SlicePrompts
+from .prompting import SliceContext, SliceResult, neighbour_mask, prompt_name, prompting_for
+from .propagation import PropagationParams, default_params
+from .strokes import stroke_on_slice
+from .walks import INTERPOLATED_CONFIDENCE, Correction, PropagationSummary, interpolated_record
+
+__all__ = [
+    "INTERPOLATED_CONFIDENCE",
+    "Correction",
+    "PropagationSummary",
+    "Session",
+    "load_session",
+    "restore_session",
+]
 
 UINT16_MAX = np.iinfo(np.uint16).max
-#: Confidence given to interpolated slices (below the default low-confidence threshold 0.7).
-INTERPOLATED_CONFIDENCE = 0.5
-
-
-@dataclass
-class PropagationSummary:
-    """What :meth:`Session.propagate` did.
-
-    Attributes:
-        label_id: the object propagated.
-        slices: sorted slice indices written by the model (anchors excluded).
-        interpolated: sorted slices filled by interpolation between two anchors instead.
-        confidence: slice -> model confidence of the mask written there.
-        stops: one line per walk: where and why it ended.
-        cancelled: True when cancelled; then nothing was changed.
-        seconds: wall time.
-    """
-
-    label_id: int
-    slices: list[int] = field(default_factory=list)
-    interpolated: list[int] = field(default_factory=list)
-    confidence: dict[int, float] = field(default_factory=dict)
-    stops: list[str] = field(default_factory=list)
-    cancelled: bool = False
-    seconds: float = 0.0
-
-    def brief(self) -> str:
-        """One short line: what was written, how sure, how long (no stop reasons)."""
-        if self.cancelled:
-            return f"object {self.label_id}: propagation cancelled, nothing changed"
-        span = f"{self.slices[0]}-{self.slices[-1]}" if self.slices else "none"
-        mean = np.mean(list(self.confidence.values())) if self.confidence else float("nan")
-        written = f"{len(self.slices)} slice{'' if len(self.slices) == 1 else 's'} written"
-        return (
-            f"object {self.label_id}: {written} ({span}), mean confidence {mean:.2f}, "
-            f"{self.seconds:.1f} s"
-        )
-
-    def __str__(self) -> str:
-        if self.cancelled:
-            return self.brief()
-        return f"{self.brief()}; " + "; ".join(self.stops)
-
-
-@dataclass
-class Correction:
-    """What :meth:`Session.correct` did.
-
-    Attributes:
-        mask: the object's (y, x) bool mask on the prompted slice after the prompt.
-        summary: the re-walk from that slice, or None when there was none (the object had no
-            propagated slices, or ``repropagate`` was off).
-    """
-
-    mask: np.ndarray
-    summary: PropagationSummary | None = None
-
-    def __str__(self) -> str:
-        return "no re-walk" if self.summary is None else f"re-walk: {self.summary}"
 
 
 #: A prompt :meth:`Session.correct` takes.
 Prompt = Box | Point | Scribble | Lasso
 
 
-class Session:
+class Session(Annotation):
     """Segment objects in a volume with a promptable model, slice by slice.
 
     Args:
@@ -210,6 +130,7 @@ class Session:
                 "load_volume(path, fill_nonfinite=<value>) to replace them"
             )
         self.volume = volume
+        super().__init__(volume.data.shape, labels)
         self.window = resolve_window(window, volume.data, volume.modality)
         if volume.data.size and volume.data.min() == volume.data.max():
             warnings.warn(
@@ -222,45 +143,23 @@ class Session:
 
             model = load_model(model, checkpoint=checkpoint, device=device)
         self.model: SegmentationModel = model
+        #: What a prompt on a slice becomes, for this kind of model (chosen once, here).
+        self.prompting = prompting_for(model.capabilities)
         self.params = params or default_params(self.volume.modality)
         #: How box-only clicks follow intensities (:class:`~slicesam.engine.clicks.ClickEdits`).
         self.click_edits = click_edits or default_click_edits(self.volume.modality)
-        self.labels = self._init_labels(labels)
-        # The label volume as the session last left it: edits made behind its back (napari's
-        # paint brush) are found by comparison in sync_external_edits().
-        self._shadow = self.labels.copy()
-        self._objects: dict[int, SegObject] = {}
-        for value in np.unique(self.labels):
-            if value:
-                self._objects[int(value)] = SegObject(int(value), f"object {int(value)}")
-        self._logits: dict[tuple[int, int], np.ndarray] = {}
-        self._history = History()
-        self._listeners: list[Callable[[list[int]], None]] = []
-        self._lock = threading.RLock()
-        signature = "|".join(
-            [
-                volume_fingerprint(volume.data),
-                f"{self.window[0]:g},{self.window[1]:g}",
-                model.name,
-                model.weights_sha256,
-                # the fast and the reference encoder give slightly different features
-                model.capabilities.encoder,
-            ]
-        )
-        store = None
-        if disk_cache and model.capabilities.packs_embeddings:
-            from .disk_cache import DiskEmbeddingStore, embeddings_cache_dir
-
-            root = embeddings_cache_dir() if disk_cache is True else Path(disk_cache)
-            store = DiskEmbeddingStore(root, signature, model.pack, model.unpack)
         #: Interactive work first: background forwards pause while it runs
         #: (:mod:`slicesam.engine.foreground`). A click waits for a background forward to
         #: pause only where the model's pause points are a few milliseconds apart.
         self.gate = ForegroundGate(settle_s=0.03 if model.capabilities.pauses_often else 0.0)
-        self.cache = EmbeddingCache(
-            signature, max_bytes=cache_bytes, store=store, wait_context=self.gate.released
+        self.cache = session_cache(
+            volume.data,
+            self.window,
+            model,
+            max_bytes=cache_bytes,
+            disk_cache=disk_cache,
+            wait_context=self.gate.released,
         )
-
         #: The autosave journal (:mod:`slicesam.engine.journal`), or None.
         self.autosave: Journal | None = None
         if autosave:
@@ -268,135 +167,10 @@ class Session:
 
             start_autosave(self, autosave)
 
-    # -- setup ------------------------------------------------------------------------------
-    def _init_labels(self, labels: np.ndarray | None) -> np.ndarray:
-        shape = self.volume.data.shape
-        if labels is None:
-            return np.zeros(shape, dtype=np.uint16)
-        if labels.shape != shape:
-            raise SliceSamError(
-                f"labels shape {labels.shape} does not match the volume's {tuple(shape)}"
-            )
-        if not np.issubdtype(labels.dtype, np.integer):
-            raise SliceSamError(f"labels must have an integer dtype, got {labels.dtype}")
-        return labels
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return tuple(int(s) for s in self.volume.data.shape)  # type: ignore[return-value]
-
     @property
     def model_px(self) -> float:
         """Slice pixels per model-input pixel (longest side / model input side)."""
         return max(self.shape[1], self.shape[2]) / self.model.input_scale_ref
-
-    def add_listener(self, callback: Callable[[list[int]], None]) -> None:
-        """Call ``callback(slices)`` after every change of the label volume or the objects
-        (``slices``: the slices whose labels changed; empty when only objects did, e.g. a new,
-        renamed or locked object). Called in the thread that made the change."""
-        self._listeners.append(callback)
-
-    def _emit(self, slices: Iterable[int]) -> None:
-        changed = sorted(set(slices))
-        for callback in list(self._listeners):
-            callback(changed)
-
-    # -- objects ----------------------------------------------------------------------------
-    @property
-    def objects(self) -> dict[int, SegObject]:
-        """label id -> object (a copy: change objects through the session's methods).
-
-        Safe to call from another thread while the session works (the item list is taken in
-        one step).
-        """
-        return {k: v.clone() for k, v in list(self._objects.items())}
-
-    @property
-    def object_ids(self) -> list[int]:
-        """Sorted label ids of the objects (no copies: cheap on the click path)."""
-        return sorted(list(self._objects))
-
-    def _state(self) -> dict[int, SegObject]:
-        return {k: v.clone() for k, v in self._objects.items()}
-
-    def _get(self, obj: int, *, for_edit: bool = True) -> SegObject:
-        if isinstance(obj, bool) or not isinstance(obj, (int, np.integer)):
-            raise PromptError(f"object ids are integers, got {obj!r}")
-        found = self._objects.get(int(obj))
-        if found is None:
-            known = ", ".join(map(str, sorted(self._objects))) or "none yet; call new_object()"
-            raise PromptError(f"unknown object {obj}; existing objects: {known}")
-        if for_edit and found.locked:
-            raise PromptError(f"object {obj} ({found.name}) is locked; unlock it to edit")
-        return found
-
-    @journaled
-    def new_object(self, name: str | None = None, label_id: int | None = None) -> int:
-        """Create an object and return its label id (1, 2, ... unless ``label_id`` is given).
-
-        Ids never collide with an existing object or with values already in the label volume.
-        """
-        with self._lock:
-            if label_id is None:
-                used = set(self._objects) | {int(v) for v in np.unique(self.labels)}
-                label_id = 1
-                while label_id in used:
-                    label_id += 1
-            else:
-                if isinstance(label_id, bool) or int(label_id) != label_id or label_id < 1:
-                    raise PromptError(f"label_id must be an integer >= 1, got {label_id!r}")
-                label_id = int(label_id)
-                if label_id in self._objects:
-                    raise PromptError(f"label id {label_id} is already used by another object")
-            if label_id > UINT16_MAX and self.labels.dtype.itemsize < 4:
-                self.labels = self.labels.astype(np.uint32)
-                self._shadow = self._shadow.astype(np.uint32)
-            before = self._state()
-            self._objects[label_id] = SegObject(label_id, name or f"object {label_id}")
-            self._history.record(Action(f"new object {label_id}", [], before, self._state()))
-            self._emit([])
-            return label_id
-
-    @journaled
-    def rename_object(self, obj: int, name: str) -> None:
-        with self._lock:
-            target = self._get(obj, for_edit=False)
-            before = self._state()
-            target.name = str(name)
-            self._history.record(Action(f"rename {obj}", [], before, self._state()))
-            self._emit([])
-
-    @journaled
-    def lock_object(self, obj: int, locked: bool = True) -> None:
-        """Lock (or unlock) an object: a locked object takes no prompts and no propagation."""
-        with self._lock:
-            target = self._get(obj, for_edit=False)
-            before = self._state()
-            target.locked = bool(locked)
-            self._history.record(Action(f"lock {obj}", [], before, self._state()))
-            self._emit([])
-
-    @journaled
-    def delete_object(self, obj: int) -> None:
-        """Remove an object and its voxels (undoable)."""
-        with self._lock:
-            self._get(obj, for_edit=False)
-            before = self._state()
-            writes = {
-                int(z): paint(self.labels[z], int(obj), np.zeros(self.shape[1:], bool))
-                for z in np.flatnonzero((self.labels == obj).any(axis=(1, 2)))
-            }
-            del self._objects[int(obj)]
-            self._apply(f"delete object {obj}", before, writes)
-
-    def mask(self, obj: int, z: int) -> np.ndarray:
-        """The (y, x) bool mask of object ``obj`` on slice ``z``."""
-        self._check_z(z)
-        return self.labels[z] == int(obj)
-
-    def confidence(self, obj: int) -> dict[int, float]:
-        """slice -> model confidence of the object's mask there (anchors and propagated)."""
-        return dict(self._get(obj, for_edit=False).confidence)
 
     # -- embeddings ---------------------------------------------------------------------------
     def embed(self, z: int) -> Embedding:
@@ -433,13 +207,6 @@ class Session:
         return self.model.predict(self.embed(z), **prompts)
 
     # -- prompts --------------------------------------------------------------------------------
-    def _check_z(self, z: int) -> int:
-        if isinstance(z, bool) or int(z) != z:
-            raise PromptError(f"slice index must be an integer, got {z!r}")
-        z = int(z)
-        if not 0 <= z < self.shape[0]:
-            raise PromptError(f"slice z={z} is outside the volume (0..{self.shape[0] - 1})")
-        return z
 
     @interactive
     @journaled
@@ -457,7 +224,7 @@ class Session:
         Returns:
             the object's (y, x) bool mask on slice ``z`` as written into :attr:`labels`.
         """
-        with self._lock:
+        with self.lock:
             target = self._get(obj)
             z = self._check_z(z)
             b = make_box(z, box)
@@ -468,19 +235,8 @@ class Session:
                     f"(x 0..{self.shape[2] - 1}, y 0..{self.shape[1] - 1})"
                 )
             b = Box(z, *clipped)
-            pred = predict_box(lambda **kw: self._predict(z, **kw), pixel_extent(b.xyxy))
-            before = self._state()
-            reach = overshoot(pred.mask, b.xyxy)
-            if reach is None:
-                target.overshoot.pop(z, None)
-            else:
-                target.overshoot[z] = reach
-                k = overshoot_erosion(reach, self.params.max_overshoot_erosion_px)
-                pred.mask = erode_mask(pred.mask, k, self.params.min_area_px)
-            target.prompts[z] = SlicePrompts(box=b)
-            return self._write_user_slice(
-                target, z, pred.mask, pred.score, pred.low_res_logits, before, f"box on {z}"
-            )
+            result = self.prompting.box(self._context(target, z), b)
+            return self._write_user_slice(target, z, result, prompt_name(b))
 
     @interactive
     @journaled
@@ -491,7 +247,7 @@ class Session:
         Returns:
             the object's (y, x) bool mask on slice ``z`` as written into :attr:`labels`.
         """
-        with self._lock:
+        with self.lock:
             target = self._get(obj)
             z = self._check_z(z)
             h, w = self.shape[1:]
@@ -500,42 +256,8 @@ class Session:
                     f"point (y={y}, x={x}) is outside slice {z} (y 0..{h - 1}, x 0..{w - 1})"
                 )
             point = Point(z, float(y), float(x), bool(positive))
-            prompts = target.prompts.get(z, SlicePrompts())
-            prompts = SlicePrompts(prompts.box, [*prompts.points, point])
-            predict = lambda **kw: self._predict(z, **kw)  # noqa: E731
-            if not self.model.capabilities.points:
-                current = self.labels[z] == target.label_id
-                # only positive clicks use the neighbour (what they add) and, on an empty
-                # slice, the intensities: a negative click skips both
-                hint = self._neighbour_mask(target, z) if positive else None
-                image = self._unit_slice(z) if positive or current.any() else None
-                mask, score = box_only_click(
-                    predict,
-                    current,
-                    point,
-                    self.model_px,
-                    strategy=self.click_strategy,
-                    hint=hint,
-                    boxed=prompts.box is not None,
-                    image=image,
-                    edits=self.click_edits,
-                    earlier=prompts.points[:-1],
-                )
-                logits = None
-            else:
-                pred = point_model_click(
-                    predict,
-                    pixel_extent(prompts.box.xyxy) if prompts.box else None,
-                    prompts.points,
-                    self._logits.get((target.label_id, z)),
-                )
-                mask, score, logits = pred.masks[0], float(pred.scores[0]), pred.low_res_logits[0]
-            before = self._state()
-            target.prompts[z] = prompts
-            sign = "+" if positive else "-"
-            return self._write_user_slice(
-                target, z, mask, score, logits, before, f"click {sign} on {z}"
-            )
+            result = self.prompting.click(self._context(target, z), point)
+            return self._write_user_slice(target, z, result, prompt_name(point))
 
     @interactive
     @journaled
@@ -565,50 +287,27 @@ class Session:
             progress, cancel: as for :meth:`propagate` (a cancelled re-walk changes nothing;
                 the prompt stays).
         """
-        with self._lock:
+        with self.lock:
             target = self._get(obj)
-            rewalk = repropagate and target.has_derived_slices()
-            if isinstance(prompt, Box):
-                name, apply = f"box on {prompt.z}", lambda: self.add_box(obj, prompt.z, prompt.xyxy)
-            elif isinstance(prompt, Point):
-                name = f"click {'+' if prompt.positive else '-'} on {prompt.z}"
-                apply = lambda: self.add_point(  # noqa: E731
-                    obj, prompt.z, prompt.y, prompt.x, prompt.positive
-                )
-            elif isinstance(prompt, (Scribble, Lasso)):
-                add = self.add_scribble if isinstance(prompt, Scribble) else self.add_lasso
-                name = f"{type(prompt).__name__.lower()} {'+' if prompt.positive else '-'}"
-                name += f" on {prompt.z}"
-                apply = lambda: add(obj, prompt.z, prompt.points, prompt.positive)  # noqa: E731
-            else:
+            if not isinstance(prompt, (Box, Point, Scribble, Lasso)):
                 raise PromptError(
                     f"a correction is a Box, Point, Scribble or Lasso, got {type(prompt).__name__}"
                 )
-            with self._history.group(name + (" + re-walk" if rewalk else "")):
-                mask = apply()
+            rewalk = repropagate and target.has_derived_slices()
+            with self._history.group(prompt_name(prompt) + (" + re-walk" if rewalk else "")):
+                if isinstance(prompt, Box):
+                    mask = self.add_box(obj, prompt.z, prompt.xyxy)
+                elif isinstance(prompt, Point):
+                    mask = self.add_point(obj, prompt.z, prompt.y, prompt.x, prompt.positive)
+                else:
+                    add = self.add_scribble if isinstance(prompt, Scribble) else self.add_lasso
+                    mask = add(obj, prompt.z, prompt.points, prompt.positive)
                 summary = None
                 if rewalk:
                     summary = self.propagate(
                         obj, from_slices=[prompt.z], progress=progress, cancel=cancel
                     )
             return Correction(mask, summary)
-
-    def _stroke(self, z: int, points, what: str) -> np.ndarray:
-        """A stroke's (N, 2) (y, x) vertices, clipped to the slice; an error when none of it
-        lies on the slice."""
-        try:
-            line = as_polyline(points)
-        except (TypeError, ValueError) as exc:
-            raise PromptError(f"a {what} needs (y, x) vertices: {exc}") from None
-        if not np.isfinite(line).all():
-            raise PromptError(f"a {what} has non-finite coordinates")
-        h, w = self.shape[1:]
-        inside = (
-            (line[:, 0] >= 0) & (line[:, 0] <= h - 1) & (line[:, 1] >= 0) & (line[:, 1] <= w - 1)
-        )
-        if not inside.any():
-            raise PromptError(f"the {what} lies outside slice {z} (y 0..{h - 1}, x 0..{w - 1})")
-        return np.clip(line, 0, [h - 1, w - 1])
 
     @interactive
     @journaled
@@ -622,37 +321,13 @@ class Session:
         Returns:
             the object's (y, x) bool mask on slice ``z`` as written into :attr:`labels`.
         """
-        with self._lock:
+        with self.lock:
             target = self._get(obj)
             z = self._check_z(z)
-            line = self._stroke(z, points, "scribble")
-            prompts = target.prompts.get(z, SlicePrompts())
-            predict = lambda **kw: self._predict(z, **kw)  # noqa: E731
-            logits = None
-            if not self.model.capabilities.points:
-                current = self.labels[z] == target.label_id
-                mask, score = box_only_scribble(
-                    predict, current, line, bool(positive), self.model_px
-                )
-                sampled = []
-            else:
-                sampled = [
-                    Point(z, float(y), float(x), bool(positive))
-                    for y, x in sample_along(line, SCRIBBLE_POINTS)
-                ]
-                pred = point_model_click(
-                    predict,
-                    pixel_extent(prompts.box.xyxy) if prompts.box else None,
-                    [*prompts.points, *sampled],
-                    self._logits.get((target.label_id, z)),
-                )
-                mask, score, logits = pred.masks[0], float(pred.scores[0]), pred.low_res_logits[0]
-            before = self._state()
-            target.prompts[z] = SlicePrompts(prompts.box, [*prompts.points, *sampled])
-            sign = "+" if positive else "-"
-            return self._write_user_slice(
-                target, z, mask, score, logits, before, f"scribble {sign} on {z}"
-            )
+            line = stroke_on_slice(points, self.shape[1:], z, "scribble")
+            result = self.prompting.scribble(self._context(target, z), line, bool(positive))
+            name = prompt_name(Scribble(z, (), bool(positive)))
+            return self._write_user_slice(target, z, result, name)
 
     @interactive
     @journaled
@@ -665,86 +340,66 @@ class Session:
         Returns:
             the object's (y, x) bool mask on slice ``z`` as written into :attr:`labels`.
         """
-        with self._lock:
+        with self.lock:
             target = self._get(obj)
             z = self._check_z(z)
-            poly = self._stroke(z, polygon, "lasso")
-            current = self.labels[z] == target.label_id
-            mask, score = lasso_mask(
-                lambda **kw: self._predict(z, **kw), current, poly, bool(positive), self.model_px
-            )
-            before = self._state()
-            target.prompts.setdefault(z, SlicePrompts())
-            sign = "+" if positive else "-"
-            return self._write_user_slice(
-                target, z, mask, score, None, before, f"lasso {sign} on {z}"
-            )
+            poly = stroke_on_slice(polygon, self.shape[1:], z, "lasso")
+            result = self.prompting.lasso(self._context(target, z), poly, bool(positive))
+            name = prompt_name(Lasso(z, (), bool(positive)))
+            return self._write_user_slice(target, z, result, name)
 
     def _unit_slice(self, z: int) -> np.ndarray:
         """Slice ``z`` windowed as the model sees it, as float32 in 0-1."""
         return apply_window(self.volume.data[z], self.window).astype(np.float32) / 255.0
 
-    def _neighbour_mask(self, target: SegObject, z: int) -> np.ndarray | None:
-        """The object's mask on the nearest non-empty slice within 2 of ``z``, if any."""
-        for d in (1, 2):
-            for near in (z - d, z + d):
-                if 0 <= near < self.shape[0]:
-                    mask = self.labels[near] == target.label_id
-                    if mask.any():
-                        return mask
-        return None
+    def _context(self, target: SegObject, z: int) -> SliceContext:
+        """What a prompt on slice ``z`` of ``target`` may use."""
+        record = target.slices.get(z)
+        prompts = record.prompts if record is not None else None
+        return SliceContext(
+            z=z,
+            predict=functools.partial(self._predict, z),
+            current=self.labels[z] == target.label_id,
+            prompts=prompts if prompts is not None else SlicePrompts(),
+            logits=record.logits if record is not None else None,
+            model_px=self.model_px,
+            params=self.params,
+            strategy=self.click_strategy,
+            edits=self.click_edits,
+            image=functools.partial(self._unit_slice, z),
+            neighbour=functools.partial(neighbour_mask, self.labels, target.label_id, z),
+        )
 
     def _write_user_slice(
-        self,
-        target: SegObject,
-        z: int,
-        mask: np.ndarray,
-        score: float | None,
-        logits: np.ndarray | None,
-        before: dict[int, SegObject],
-        name: str,
+        self, target: SegObject, z: int, result: SliceResult, name: str
     ) -> np.ndarray:
-        """Write a prompt's mask on slice ``z`` as a user slice. ``score`` None: an edit of the
-        mask that did not ask the model, as sure as the mask it edited was."""
-        if score is None:
-            score = target.confidence.get(z, 1.0)
-        target.source[z] = USER
-        evidence = {"iou": float(score)}
-        if logits is not None:
-            evidence["stability"] = stability(logits)
-        target.evidence[z] = evidence
-        target.confidence[z] = combine(evidence)
-        if logits is not None:
-            self._logits[(target.label_id, z)] = logits
-        else:
-            self._logits.pop((target.label_id, z), None)
+        """Write a prompt's result on slice ``z`` as a user slice, one undoable action."""
+        before = self._state()
+        target.slices[z] = result.record(target.slices.get(z))
         claimable = set()
         if self.overwrite == "propagated":
             claimable = {
                 o.label_id
                 for o in self._objects.values()
-                if o.label_id != target.label_id and o.source.get(z) in DERIVED
+                if o.label_id != target.label_id and o.source_at(z) in DERIVED
             }
-        self._apply(name, before, {z: paint(self.labels[z], target.label_id, mask, claimable)})
+        self._apply(
+            name, before, {z: paint(self.labels[z], target.label_id, result.mask, claimable)}
+        )
         return self.labels[z] == target.label_id
 
-    def _apply(
-        self, name: str, before: dict[int, SegObject], writes: dict[int, np.ndarray]
-    ) -> Action:
-        """Write new label slices, record one undoable action and notify listeners."""
-        diffs = []
-        for z, new in sorted(writes.items()):
-            diff = SliceDiff.between(z, self.labels[z], new)
-            if diff is not None:
-                diffs.append(diff)
-                self.labels[z] = new
-                self._shadow[z] = new
-        action = Action(name, diffs, before, self._state())
-        self._history.record(action)
-        self._emit(action.slices)
-        return action
-
     # -- propagation ------------------------------------------------------------------------------
+    def _object_context(self, target: SegObject) -> walks.ObjectContext:
+        label = target.label_id
+        return walks.ObjectContext(
+            target,
+            lambda z: self.labels[z] == label,
+            self._predict,
+            self._unit_slice,
+            self.params,
+            self.model_px,
+        )
+
     @interactive
     @journaled
     def propagate(
@@ -759,14 +414,14 @@ class Session:
         """Propagate ``obj`` from the slices the user prompted, in both directions.
 
         Each next slice is prompted with the bounding box of the current mask (plus a margin of
-        ``PropagationParams.margin_model_px`` model pixels: 3, or 6 on microscopy). Without
-        ``z_range`` a walk stops when the object vanishes, its area jumps, it drifts away, its
-        intensity changes, or the model's confidence drops; with ``z_range`` (inclusive) the
-        object is known to span the range and walks go to its ends. Between two anchors each
-        walks half way; where neither reaches a slice between them, the slice is filled by
-        shape-based interpolation of the two anchors. Anchor slices are never overwritten;
-        other objects' voxels are never overwritten; slices this object had from an earlier
-        propagation and no longer reaches are cleared.
+        ``PropagationParams.margin_model_px`` model pixels). Without ``z_range`` a walk stops
+        when the object vanishes, its area jumps, it drifts away, its intensity changes, or
+        the model's confidence drops; with ``z_range`` (inclusive) the object is known to span
+        the range and walks go to its ends. Between two anchors each walks half way; where
+        neither reaches a slice between them, the slice is filled by shape-based
+        interpolation of the two anchors. Anchor slices are never overwritten; other objects'
+        voxels are never overwritten; slices this object had from an earlier propagation and
+        no longer reaches are cleared (:mod:`slicesam.engine.walks`).
 
         Args:
             obj: label id.
@@ -780,274 +435,41 @@ class Session:
             cancel: polled before each slice; when it returns True the propagation stops and
                 nothing is changed (``summary.cancelled``).
         """
-        with self._lock:
+        with self.lock:
             t0 = time.perf_counter()
             target = self._get(obj)
-            anchors = target.anchors
-            if not anchors:
-                raise PromptError(f"object {obj} has no prompted slice: add a box or a click first")
-            nz = self.shape[0]
             if z_range is None and from_slices is not None:
                 z_range = target.z_range
-            constrained = z_range is not None
-            if constrained:
-                lo, hi = sorted(self._check_z(v) for v in z_range)  # type: ignore[union-attr]
-            else:
-                lo, hi = 0, nz - 1
-            inside = [a for a in anchors if lo <= a <= hi]
-            if not inside:
-                raise PromptError(
-                    f"object {obj}'s prompted slices {anchors} are all outside z_range ({lo}, {hi})"
-                )
-            starts = set(inside)
-            if from_slices is not None:
-                wanted = {self._check_z(z) for z in from_slices}
-                not_anchor = sorted(wanted - set(anchors))
-                if not_anchor:
-                    raise PromptError(
-                        f"slices {not_anchor} are not prompted slices of object {obj} "
-                        f"(its prompted slices: {anchors})"
-                    )
-                starts = wanted & starts
-            walks = self._plan_walks(target, inside, starts, lo, hi)
-            total = sum(abs(end - a) for a, _, end in walks)
-            summary = PropagationSummary(target.label_id)
-            before = self._state()
-            results: dict[int, Step] = {}
-            owned: set[int] = set()  # slices whose content this propagation decides
-            done = 0
-            margin = self.params.margin_model_px * self.model_px
-            partial = from_slices is not None
-            reference = (
-                self._walk_reference(target) if partial and self.params.rewalk_reference else None
-            )
-            # a re-walk from a correction may grow a small structure (a positive click asks
-            # for that) and keeps the full margin around it
-            walk_params = self.params
-            if partial:
-                walk_params = replace(self.params, max_small_growth=0.0, small_box_inset=0.0)
-            erode_px = self._overshoot_erosion(target)
-            for anchor, direction, end in walks:
-                seed = self.labels[anchor] == target.label_id
-                fallback = getattr(target.prompts.get(anchor), "box", None)
-                fallback_box = fallback.xyxy if fallback else mask_bbox(seed)
-                bound = None
-                if constrained and fallback is not None and self.params.bound_by_box:
-                    bound = expand_box(pixel_extent(fallback.xyxy), margin, self.shape[1:], 1.0)
-                owned.update(range(anchor + direction, end + direction, direction))
-                last = seed  # the mask of the slice before the one the walk is at
-                for item in walk(
-                    anchor,
-                    seed,
-                    direction,
-                    end,
-                    self._predict,
-                    margin_px=margin,
-                    params=walk_params,
-                    constrained=constrained,
-                    fallback_box=fallback_box,
-                    bound=bound,
-                    image=self._unit_slice,
-                    reference=reference,
-                    erode_px=erode_px,
-                ):
-                    if cancel is not None and cancel():
-                        summary.cancelled = True
-                        summary.seconds = time.perf_counter() - t0
-                        return summary
-                    where = "up" if direction > 0 else "down"
-                    if isinstance(item, Step):
-                        settled = self._settled(target, item, last) if partial else None
-                        if settled is not None:
-                            summary.stops.append(f"from {anchor} {where}: {settled} at {item.z}")
-                            owned.difference_update(range(item.z, end + direction, direction))
-                            break
-                        results[item.z] = item
-                        last = item.mask
-                        done += 1
-                        if progress is not None:
-                            progress(done, total)
-                    else:
-                        summary.stops.append(f"from {anchor} {where}: {item.reason} at {item.z}")
-                        if partial and seed.any():
-                            # a correction re-walks only as far as it improves the result:
-                            # what lies beyond a stop keeps the masks it had
-                            owned.difference_update(range(item.z, end + direction, direction))
-            if partial:  # as a full propagation would: interpolated below
-                owned.update(self._empty_gaps(target, inside, starts))
-            # Brush strokes painted while the walks ran (napari writes into the label array
-            # directly) are adopted first: their slices become user slices and are kept.
-            self.sync_external_edits("paint", slices=owned)
-            filled = self._interpolation_fallback(target, inside, results, owned)
-            writes: dict[int, np.ndarray] = {}
-            for z in sorted(owned):
-                if target.source.get(z) == USER:
-                    continue
-                step = results.get(z)
-                if z in filled:
-                    writes[z] = paint(self.labels[z], target.label_id, filled[z])
-                    target.source[z] = INTERPOLATED
-                    target.evidence[z] = {"interpolated": 1.0}
-                    target.confidence[z] = INTERPOLATED_CONFIDENCE
-                    self._logits.pop((target.label_id, z), None)
-                elif step is not None:
-                    writes[z] = paint(self.labels[z], target.label_id, step.mask)
-                    target.source[z] = PROPAGATED
-                    target.evidence[z] = dict(step.evidence)
-                    target.confidence[z] = combine(step.evidence)
-                    self._logits[(target.label_id, z)] = step.low_res_logits
-                elif target.source.get(z) in DERIVED:
-                    writes[z] = paint(
-                        self.labels[z], target.label_id, np.zeros(self.shape[1:], bool)
-                    )
-                    del target.source[z]
-                    target.confidence.pop(z, None)
-                    target.evidence.pop(z, None)
-                    self._logits.pop((target.label_id, z), None)
             if z_range is not None:
-                target.z_range = (lo, hi)
-            self._apply(f"propagate {obj}", before, writes)
-            summary.slices = sorted(z for z in results if z in writes and z not in filled)
-            summary.interpolated = sorted(filled)
-            summary.confidence = {z: target.confidence[z] for z in summary.slices}
+                z_range = tuple(sorted(self._check_z(v) for v in z_range))
+            wanted = None if from_slices is None else {self._check_z(z) for z in from_slices}
+            inside, starts, (lo, hi) = walks.walk_span(
+                target, z_range or (0, self.shape[0] - 1), wanted
+            )
+            before = self._state()
+            outcome = walks.propagate_object(
+                self._object_context(target),
+                inside,
+                starts,
+                lo,
+                hi,
+                constrained=z_range is not None,
+                partial=from_slices is not None,
+                # brush strokes painted while the walks ran (napari writes into the label
+                # array directly) are adopted first: their slices become user slices, kept
+                adopt=lambda owned: self.sync_external_edits("paint", slices=owned),
+                progress=progress,
+                cancel=cancel,
+            )
+            summary = outcome.summary
+            if not summary.cancelled:
+                if z_range is not None:
+                    target.z_range = (lo, hi)
+                self._write_slices(target, f"propagate {obj}", before, outcome.writes)
             summary.seconds = time.perf_counter() - t0
-            if progress is not None:
-                progress(total, total)
+            if progress is not None and not summary.cancelled:
+                progress(outcome.total, outcome.total)
             return summary
-
-    def _overshoot_erosion(self, target: SegObject) -> int:
-        """Pixels to erode the object's propagated masks by: from how far the model's masks
-        reached past the user's boxes on the slices that still have one (0 without a box)."""
-        reach = [
-            r for z, r in target.overshoot.items() if getattr(target.prompts.get(z), "box", None)
-        ]
-        if not reach:
-            return 0
-        return overshoot_erosion(float(np.mean(reach)), self.params.max_overshoot_erosion_px)
-
-    def _holds(self, target: SegObject, z: int) -> bool:
-        """Whether slice ``z`` holds any voxel of the object."""
-        return bool((self.labels[z] == target.label_id).any())
-
-    def _walk_reference(self, target: SegObject) -> WalkReference | None:
-        """The object's largest slice (area, mean intensity) as it stands, for re-walks."""
-        areas = {z: int((self.labels[z] == target.label_id).sum()) for z in target.source}
-        if not areas or max(areas.values()) == 0:
-            return None
-        z = max(areas, key=areas.__getitem__)
-        mask = self.labels[z] == target.label_id
-        image = self._unit_slice(z)
-        return WalkReference(areas[z], mean_in(image, mask))
-
-    def _plan_walks(
-        self, target: SegObject, anchors: list[int], starts: set[int], lo: int, hi: int
-    ) -> list[tuple[int, int, int]]:
-        """(anchor, direction, last slice) of each walk.
-
-        Between two anchors with a mask each walks half way. An anchor the user left empty
-        (the object is not there) does not walk: its neighbour walks up to it. In a
-        re-propagation from ``starts`` only, an emptied anchor's neighbours walk again too
-        (their half grows).
-        """
-        present = {a: self._holds(target, a) for a in anchors}
-        starts = set(starts)
-        for i, a in enumerate(anchors):
-            if a in starts and not present[a]:
-                starts.update(b for b in anchors[max(0, i - 1) : i + 2] if present[b])
-        walks = []
-        for i, a in enumerate(anchors):
-            if a not in starts:
-                continue
-            prev = anchors[i - 1] if i > 0 else None
-            nxt = anchors[i + 1] if i + 1 < len(anchors) else None
-            if prev is None:
-                down_end = lo
-            elif not present[a]:
-                down_end = a
-            elif not present[prev]:
-                down_end = prev + 1
-            else:
-                down_end = (prev + a) // 2 + 1
-            if nxt is None:
-                up_end = hi
-            elif not present[a]:
-                up_end = a
-            elif not present[nxt]:
-                up_end = nxt - 1
-            else:
-                up_end = (a + nxt) // 2
-            if a > down_end:
-                walks.append((a, -1, down_end))
-            if a < up_end:
-                walks.append((a, +1, up_end))
-        return walks
-
-    def _settled(self, target: SegObject, step: Step, last: np.ndarray) -> str | None:
-        """Why a re-walk from a corrected slice should stop at ``step`` (None: go on).
-
-        It stops where the new mask is (nearly) the one already there, or where the mask
-        already there agrees at least as well with the slice before (``last``, already
-        re-walked) as the new one does: the correction no longer improves anything; or where
-        the mask already there is surer than the new one (its confidence higher by more than
-        ``PropagationParams.keep_surer_by``): a re-walk between two anchors would otherwise
-        overwrite good propagated slices with worse ones.
-        """
-        if target.source.get(step.z) not in DERIVED:
-            return None
-        current = self.labels[step.z] == target.label_id
-        if dice(current, step.mask) >= self.params.converged_dice:
-            return "unchanged"
-        if current.any() and dice(current, last) >= dice(step.mask, last):
-            return "no better than before"
-        margin = self.params.keep_surer_by
-        old_confidence = target.confidence.get(step.z, 0.0)
-        if margin >= 0 and current.any() and old_confidence > combine(step.evidence) + margin:
-            return "the mask there is surer"
-        return None
-
-    def _empty_gaps(self, target: SegObject, anchors: list[int], starts: set[int]) -> set[int]:
-        """The slices without the object between two consecutive ``anchors`` that both hold
-        it, one of them among ``starts``: a re-walk from a correction hands them to the
-        interpolation fallback, as a full propagation does with the slices its walks did not
-        reach (CT spinal cord, P3 @5 0.714 -> 0.727; brain 0.321 -> 0.340; BENCHMARKS.md)."""
-        out: set[int] = set()
-        for a, b in zip(anchors, anchors[1:]):
-            if (
-                (a in starts or b in starts)
-                and b - a > 1
-                and self._holds(target, a)
-                and self._holds(target, b)
-            ):
-                out.update(
-                    z
-                    for z in range(a + 1, b)
-                    if target.source.get(z) != USER and not self._holds(target, z)
-                )
-        return out
-
-    def _interpolation_fallback(
-        self,
-        target: SegObject,
-        anchors: list[int],
-        results: dict[int, Step],
-        owned: set[int],
-    ) -> dict[int, np.ndarray]:
-        """Masks for slices between two anchors that no walk reached: shape-based
-        interpolation of the two anchors' masks."""
-        out: dict[int, np.ndarray] = {}
-        for a, b in zip(anchors, anchors[1:]):
-            gap = [z for z in range(a + 1, b) if z in owned]
-            unreached = [z for z in gap if z not in results]
-            if not unreached:
-                continue
-            first = self.labels[a] == target.label_id
-            last = self.labels[b] == target.label_id
-            if not first.any() or not last.any():
-                continue  # an anchor the user emptied ends the object: nothing to bridge
-            masks = interpolate_masks(first, last, b - a - 1)
-            for z in unreached:
-                out[z] = masks[z - a - 1]
-        return out
 
     @journaled
     def interpolate(self, obj: int) -> list[int]:
@@ -1060,7 +482,7 @@ class Session:
         Returns:
             the slices written.
         """
-        with self._lock:
+        with self.lock:
             target = self._get(obj)
             anchors = target.anchors
             if len(anchors) < 2:
@@ -1069,25 +491,14 @@ class Session:
                     f"(it has {anchors or 'none'})"
                 )
             before = self._state()
-            writes: dict[int, np.ndarray] = {}
-            for a, b in zip(anchors, anchors[1:]):
-                if b - a < 2:
-                    continue
-                masks = interpolate_masks(
-                    self.labels[a] == target.label_id, self.labels[b] == target.label_id, b - a - 1
-                )
-                for z, mask in zip(range(a + 1, b), masks):
-                    writes[z] = paint(self.labels[z], target.label_id, mask)
-                    target.source[z] = INTERPOLATED
-                    target.evidence[z] = {"interpolated": 1.0}
-                    target.confidence[z] = INTERPOLATED_CONFIDENCE
-                    self._logits.pop((target.label_id, z), None)
-            self._apply(f"interpolate {obj}", before, writes)
-            return sorted(writes)
+            masks = walks.interpolate_between(self._object_context(target), anchors)
+            updates = {z: (m, interpolated_record(target.slices.get(z))) for z, m in masks.items()}
+            self._write_slices(target, f"interpolate {obj}", before, updates)
+            return sorted(updates)
 
-    # -- where the model is unsure ----------------------------------------------------------------
+    # -- review: where the model is unsure, measurements, clean-up ------------------------------
     @interactive
-    def uncertainty(self, obj: int, z: int) -> tuple[np.ndarray, Suggestion | None]:
+    def uncertainty(self, obj: int, z: int) -> tuple[np.ndarray, review.Suggestion | None]:
         """Where the model is unsure about ``obj`` on slice ``z``, and a suggested next click.
 
         The slice's own prompt is decoded again (the user's box and clicks, or for a propagated
@@ -1098,219 +509,29 @@ class Session:
             ((y, x) float32 uncertainty map in [0, 1], :class:`Suggestion` or None): the
             suggestion is the most uncertain place near the mask's boundary.
         """
-        with self._lock:
+        with self.lock:
             target = self._get(obj)
             z = self._check_z(z)
             current = self.labels[z] == target.label_id
-            prompts = target.prompts.get(z)
+            record = target.slices.get(z)
+            prompts = record.prompts if record is not None else None
         if not current.any():
             raise PromptError(f"object {obj} has no mask on slice {z}: nothing to be unsure about")
-        if prompts is not None and prompts.box is not None:
-            box = pixel_extent(prompts.box.xyxy)
-        else:
-            box = expand_box(
-                pixel_extent(mask_bbox(current)), 3 * self.model_px, self.shape[1:], 1.0
-            )
-        kwargs: dict = {"box": box}
-        if prompts is not None and prompts.points and self.model.capabilities.points:
-            coords, labels = points_arrays(prompts.points)
-            kwargs.update(points=coords, point_labels=labels)
-        emb = self.embed(z)
-        single = self.model.predict(emb, multimask=False, **kwargs)
-        multi = self.model.predict(emb, multimask=True, **kwargs)
-        padded = self.model.capabilities.low_res_padded
-        side = int(self.model.input_scale_ref) if padded else None
-        umap = uncertainty_map(single, multi, emb, side)
-        band = max(3.0, 4.0 * self.model_px)
-        return umap, suggest_click(umap, current, z, band)
+        box = review.slice_box(current, prompts, self.model_px)
+        decoder = self.prompting.decoder_prompts(box, prompts)
+        return review.slice_uncertainty(
+            self.model, self.embed(z), current, z, decoder, self.model_px
+        )
 
-    # -- quality checks and post-processing ----------------------------------------------------
     def stats(self, obj: int) -> ObjectStats:
         """Volume (mL for mm spacing, µm³ for µm), components, holes, compactness and slice
         extent of ``obj`` (see :func:`slicesam.quality.object_stats`)."""
-        with self._lock:
+        with self.lock:
             target = self._get(obj)
             mask = self.labels == target.label_id
         return object_stats(mask, self.volume.spacing, self.volume.unit)
 
-    @journaled
-    def postprocess(
-        self,
-        obj: int,
-        *,
-        fill_holes: bool = False,
-        keep_largest: bool = False,
-        per_slice: bool = True,
-    ) -> list[int]:
-        """Fill enclosed holes and/or keep only the largest connected component of ``obj``,
-        in each slice (``per_slice``) or in 3D; one undoable action. Filled voxels never take
-        another object's voxels. Slices keep their source (user or propagated).
-
-        Returns:
-            the slices that changed.
-        """
-        with self._lock:
-            target = self._get(obj)
-            mask = self.labels == target.label_id
-            new = mask
-            if keep_largest:
-                new = keep_largest_component(new, per_slice=per_slice)
-            if fill_holes:
-                new = fill_holes_of(new, per_slice=per_slice)
-            before = self._state()
-            writes = {
-                int(z): paint(self.labels[z], target.label_id, new[z])
-                for z in np.flatnonzero((new != mask).any(axis=(1, 2)))
-            }
-            what = " + ".join(
-                n for n, on in (("fill holes", fill_holes), ("keep largest", keep_largest)) if on
-            )
-            action = self._apply(f"{what or 'post-process'} {obj}", before, writes)
-            return action.slices
-
-    # -- edits made outside the session ------------------------------------------------------------
-    @journaled
-    def sync_external_edits(
-        self, name: str = "paint", slices: Iterable[int] | None = None
-    ) -> list[int]:
-        """Adopt changes made to :attr:`labels` behind the session's back (e.g. napari's brush).
-
-        Every slice where the label volume differs from what the session last wrote becomes a
-        user slice (an anchor) of each object whose voxels changed there, so propagation never
-        overwrites it; a painted label id that is not an object yet becomes one. The change is
-        one undoable action.
-
-        Args:
-            name: the undo entry's name.
-            slices: compare only these slices (the whole volume when None).
-
-        Returns:
-            the slices that changed (empty when nothing did).
-        """
-        with self._lock:
-            if slices is None:
-                changed = np.flatnonzero((self.labels != self._shadow).any(axis=(1, 2)))
-            else:
-                zs = sorted({self._check_z(z) for z in slices})
-                changed = np.array(
-                    [z for z in zs if not np.array_equal(self.labels[z], self._shadow[z])], int
-                )
-            if changed.size == 0:
-                return []
-            before = self._state()
-            diffs = []
-            for z in changed.tolist():
-                diff = SliceDiff.between(z, self._shadow[z], self.labels[z])
-                if diff is None:
-                    continue
-                diffs.append(diff)
-                touched = set(np.unique(diff.before).tolist()) | set(np.unique(diff.after).tolist())
-                for label in sorted(touched - {0}):
-                    obj = self._objects.get(int(label))
-                    if obj is None:
-                        obj = self._objects[int(label)] = SegObject(int(label), f"object {label}")
-                    obj.source[z] = USER
-                    obj.confidence[z] = 1.0
-                    self._logits.pop((obj.label_id, z), None)
-                self._shadow[z] = self.labels[z]
-            action = Action(name, diffs, before, self._state())
-            self._history.record(action)
-            self._emit(action.slices)
-            return action.slices
-
-    def low_confidence_slices(self, obj: int, threshold: float = 0.7) -> list[int]:
-        """Sorted slices where ``obj``'s mask has a confidence below ``threshold``."""
-        conf = self._get(obj, for_edit=False).confidence
-        return sorted(z for z, c in conf.items() if c < threshold)
-
-    def next_low_confidence(
-        self, obj: int, z: int, direction: int = 1, threshold: float = 0.7
-    ) -> int | None:
-        """The nearest low-confidence slice after (direction=1) or before (-1) slice ``z``."""
-        weak = self.low_confidence_slices(obj, threshold)
-        ahead = [v for v in weak if (v > z if direction > 0 else v < z)]
-        if not ahead:
-            return None
-        return min(ahead) if direction > 0 else max(ahead)
-
-    # -- undo / redo ------------------------------------------------------------------------------
-    @journaled
-    def undo(self) -> bool:
-        """Undo the last action; False when there is nothing to undo."""
-        with self._lock:
-            action = self._history.pop_undo()
-            if action is None:
-                return False
-            for diff in reversed(action.diffs):
-                diff.apply(self.labels, reverse=True)
-            self._restore(action.state_before, action.slices)
-            return True
-
-    @journaled
-    def redo(self) -> bool:
-        """Redo the last undone action; False when there is nothing to redo."""
-        with self._lock:
-            action = self._history.pop_redo()
-            if action is None:
-                return False
-            for diff in action.diffs:
-                diff.apply(self.labels)
-            self._restore(action.state_after, action.slices)
-            return True
-
-    def _restore(self, state: dict[int, SegObject], slices: list[int]) -> None:
-        for z in slices:
-            self._shadow[z] = self.labels[z]
-        self._objects = {k: v.clone() for k, v in state.items()}
-        for key in [k for k in self._logits if k[1] in slices or k[0] not in self._objects]:
-            del self._logits[key]
-        self._emit(slices)
-
-    @property
-    def can_undo(self) -> bool:
-        return self._history.can_undo
-
-    @property
-    def undo_name(self) -> str | None:
-        """What :meth:`undo` would take back, e.g. "click - on 12 + re-walk" (None: nothing)."""
-        return self._history.next_undo
-
-    @property
-    def redo_name(self) -> str | None:
-        """What :meth:`redo` would bring back (None: nothing)."""
-        return self._history.next_redo
-
-    @property
-    def can_redo(self) -> bool:
-        return self._history.can_redo
-
-    # -- state for persistence (journal, autosave, replay) -------------------------------------
-    @property
-    def written_labels(self) -> np.ndarray:
-        """The (z, y, x) label volume as the session last wrote it: :attr:`labels` without the
-        brush strokes not adopted yet (:meth:`sync_external_edits`). Read only."""
-        return self._shadow
-
-    @property
-    def last_action(self) -> Action | None:
-        """The last undoable action (its label diffs and object states), or None."""
-        return self._history.last
-
-    def set_objects(self, objects: dict[int, SegObject]) -> None:
-        """Replace every object (a restore): the labels stay as they are and count as written;
-        undo history and mask logits are forgotten (:meth:`forget_history`)."""
-        with self._lock:
-            self._objects = {int(k): v.clone() for k, v in objects.items()}
-            self.forget_history()
-
-    def forget_history(self) -> None:
-        """Forget what a restore cannot bring back: the undo history and the model's mask
-        logits; the current labels count as written."""
-        with self._lock:
-            self._shadow = np.array(self.labels, copy=True)
-            self._logits.clear()
-            self._history = History()
-
+    # -- persistence ---------------------------------------------------------------------
     @classmethod
     def restore(
         cls,

@@ -1,17 +1,14 @@
 """Scribbles (polylines) and lassos (closed polygons) as prompts.
 
-What each becomes was chosen with ``benchmarks/scribbles_lassos.py`` (BENCHMARKS.md; mean 2D
-IoU over the 5 benchmark datasets, LiteMedSAM):
+What each becomes was chosen with ``benchmarks/scribbles_lassos.py``:
 
 - **box-only models** (LiteMedSAM): a positive scribble on a slice without a mask asks the
   model for a square around the scribble :data:`SCRIBBLE_BOX_RELATIVE` times its length wide
-  (0.541; the stroke's box grown by a fixed 8 / 16 / 32 model pixels: 0.247 / 0.444 / 0.482),
-  and adds the scribble's own pixels; every other scribble edits the mask with disks along it,
-  as clicks do (:func:`slicesam.engine.clicks.local_edit`): 3 corrective scribbles raise the
-  IoU of sloppy-box masks from 0.615 to 0.714;
-- **every model**: a positive lasso adds the pixels it encloses (0.765; the model's mask for
-  the lasso's box: 0.664, kept inside the lasso: 0.673, the model unless it disagrees with
-  the lasso: 0.734 — best on CT and MR, worse on the brain and nuclei); a negative lasso
+  (a box grown by a fixed margin misses much of a large object a short scribble marks), and
+  adds the scribble's own pixels; every other scribble edits the mask with disks along it,
+  as clicks do (:func:`slicesam.engine.clicks.local_edit`);
+- **every model**: a positive lasso adds the pixels it encloses (the user drew the outline:
+  the model's mask for the lasso's box would spill past it or fall short); a negative lasso
   removes them;
 - **models that take points** (SAM, MobileSAM): a scribble becomes points sampled along it
   (:data:`SCRIBBLE_POINTS`) with its polarity.
@@ -27,6 +24,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from ..errors import PromptError
 from ..models.base import Prediction
 from ..prompts import Point
 from .clicks import local_edit
@@ -48,6 +46,23 @@ def as_polyline(points: Sequence[Sequence[float]]) -> np.ndarray:
     if arr.shape[0] == 0:
         raise ValueError("a stroke needs at least one (y, x) vertex")
     return arr
+
+
+def stroke_on_slice(points, shape: tuple[int, int], z: int, what: str) -> np.ndarray:
+    """A stroke's (N, 2) (y, x) vertices clipped to a (height, width) slice ``z``; a
+    :class:`~slicesam.errors.PromptError` naming the ``what`` when they are not vertices or
+    none of them lies on the slice."""
+    try:
+        line = as_polyline(points)
+    except (TypeError, ValueError) as exc:
+        raise PromptError(f"a {what} needs (y, x) vertices: {exc}") from None
+    if not np.isfinite(line).all():
+        raise PromptError(f"a {what} has non-finite coordinates")
+    h, w = shape
+    inside = (line[:, 0] >= 0) & (line[:, 0] <= h - 1) & (line[:, 1] >= 0) & (line[:, 1] <= w - 1)
+    if not inside.any():
+        raise PromptError(f"the {what} lies outside slice {z} (y 0..{h - 1}, x 0..{w - 1})")
+    return np.clip(line, 0, [h - 1, w - 1])
 
 
 def sample_along(polyline: np.ndarray, n: int) -> np.ndarray:
