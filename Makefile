@@ -74,7 +74,8 @@ screenshots: install xvfb
 # Benchmarks (BENCHMARKS.md): accuracy protocols of ../shared/BENCHMARK.md, and CPU speed.
 DATA ?= ../shared/datasets
 bench: install
-	$(BIN)/slicesam bench --data $(DATA) --out bench_output
+	$(BIN)/slicesam bench --data $(DATA) --out bench_output/reported
+	$(BIN)/slicesam bench --data $(DATA) --objects validation --out bench_output/validation
 
 bench-speed: install
-	$(BIN)/slicesam bench --speed --data $(DATA) --sam --out bench_output --append BENCHMARKS.md
+	$(BIN)/slicesam bench --speed --data $(DATA) --sam --out bench_output/speed

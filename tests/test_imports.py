@@ -132,3 +132,25 @@ def test_no_module_reads_the_sessions_private_fields():
             if isinstance(node, ast.Attribute) and node.attr in private:
                 found.append(f"{path.relative_to(root)}:{node.lineno}: .{node.attr}")
     assert not found, "\n".join(found)
+
+
+def test_the_engine_names_no_organ_dataset_or_benchmark_figure():
+    """``engine/`` says what a parameter prevents, not which structure or score it was tuned
+    on (that history is in the git log and docs/ablation.md)."""
+    import re
+    from pathlib import Path
+
+    words = (
+        "liver|kidney|spleen|aorta|pancreas|stomach|femur|bone|vein|artery|vessel|tumou?r|"
+        "bladder|muscle|lung|heart|arabidopsis|embryo|totalseg|stardist|itksnap|P[1-5]\\b|"
+        "validation objects|reported objects"
+    )
+    pattern = re.compile(rf"\b({words})", re.IGNORECASE)
+    root = Path(__file__).resolve().parents[1] / "src" / "slicesam" / "engine"
+    found = [
+        f"{path.name}:{n}: {line.strip()}"
+        for path in sorted(root.glob("*.py"))
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert not found, "\n".join(found)

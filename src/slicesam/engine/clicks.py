@@ -88,7 +88,7 @@ class ClickEdits:
     (the "adaptive" strategy of :func:`box_only_click`; :func:`intensity_edit`).
 
     A wrong region often differs in intensity from the object next to it (a mask that spread
-    from soft tissue into bright bone). A negative click then removes the part of the mask
+    into a brighter neighbour). A negative click then removes the part of the mask
     that is connected to the click and similar to it in intensity, and a positive click adds
     the similar pixels near it outside the mask, instead of a disk of the click's distance to
     the border.

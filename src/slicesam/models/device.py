@@ -111,7 +111,8 @@ def default_dtype(device: Any = "cpu") -> Any:
 
     bfloat16 is opt-in because it changes the masks: on the benchmark datasets the fast
     encoder in bf16 gives P1 masks whose 3D Dice with the float32 ones is only
-    0.90-0.99 per dataset (the float32 fast encoder: identical masks). BENCHMARKS.md.
+    0.90-0.99 per dataset (the float32 fast encoder: identical masks); measured by
+    ``slicesam bench --speed --data ../shared/datasets``.
     """
     import torch
 
