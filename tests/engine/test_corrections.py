@@ -276,3 +276,19 @@ def test_a_cancelled_rewalk_keeps_the_prompt_as_one_step(two_balls, fake_model):
     assert "cancelled" in str(result)
     sess.undo()
     np.testing.assert_array_equal(sess.labels, before)
+
+
+def test_a_click_re_walks_an_object_whose_walks_stopped_at_its_anchor(two_balls, fake_model):
+    """The user propagated and no walk got past the boxed slice: a correction there still
+    re-walks (as the benchmark's P3 does), and an object never propagated does not."""
+    sess = Session(two_balls[0], model=fake_model)
+    obj = sess.new_object()
+    sess.add_box(obj, 10, (8, 10, 28, 30))
+    sess.propagate(obj, z_range=(10, 10))  # the walks cannot leave the anchor
+    target = sess.objects[obj]
+    assert target.propagated and not target.has_derived_slices()
+    result = sess.correct(obj, Point(10, 20.0, 18.0, positive=True))
+    assert result.summary is not None
+    assert sess.undo() and sess.undo()  # the correction, then the propagation
+    assert not sess.objects[obj].propagated
+    assert sess.correct(obj, Point(10, 20.0, 18.0, positive=True)).summary is None

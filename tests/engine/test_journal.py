@@ -374,7 +374,8 @@ def test_an_object_in_the_form_before_slice_records_is_read():
     assert painted.prompts is None and painted.evidence is None and painted.overshoot is None
     assert obj.prompts == {10: boxed.prompts} and obj.overshoot == {10: 1.0}
     doc = object_to_json(obj)  # written back in the new form, read back the same
-    assert set(doc) == {"name", "locked", "slices", "z_range"}
+    assert set(doc) == {"name", "locked", "slices", "z_range", "propagated"}
+    assert obj.propagated  # the old form had propagated slices
     assert doc["slices"]["10"]["prompts"] == OLD_OBJECT["prompts"]["10"]
     assert object_from_json(3, json.loads(json.dumps(doc))) == obj
 

@@ -16,6 +16,7 @@ from ..engine.session import Session
 from ..metrics import dice, iou
 from ..models.base import SegmentationModel
 from ..models.geometry import longest_side_shape
+from ..prompts import Point
 from .datasets import Dataset
 from .simulate import largest_slice, next_click_2d, next_click_3d, tight_box, z_extent
 
@@ -94,9 +95,9 @@ def noc(curve: list[float], threshold: float, not_reached: int) -> int:
 def p3_correct(
     run: Runner, label: int, max_clicks: int = 10, on_click: Callable[[], None] | None = None
 ) -> dict:
-    """P3: P2, then up to ``max_clicks`` error-driven clicks, each followed by re-propagation
-    from the clicked slice (``propagate(obj, from_slices=[z])``, what the napari widget does
-    after a click on a propagated object)."""
+    """P3: P2, then up to ``max_clicks`` error-driven clicks, each given as the napari widget
+    gives a click on a propagated object: ``Session.correct(obj, Point(...))``, the click and a
+    re-walk from its slice."""
     gt = run.gt(label)
     sess, obj = _p2_session(run, gt)
     curve = [dice(sess.labels == obj, gt)]
@@ -107,8 +108,7 @@ def p3_correct(
         if click is None:
             curve.append(curve[-1])
             continue
-        sess.add_point(obj, click.z, click.y, click.x, click.positive)
-        sess.propagate(obj, from_slices=[click.z])
+        sess.correct(obj, Point(click.z, click.y, click.x, click.positive))
         curve.append(dice(sess.labels == obj, gt))
         clicks.append([click.z, click.y, click.x, click.positive])
         if on_click is not None:

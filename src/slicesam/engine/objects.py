@@ -121,6 +121,8 @@ class SegObject:
         locked: a locked object takes no prompts and no propagation.
         slices: slice index -> :class:`SliceRecord`, for every slice the session wrote.
         z_range: the (first, last) range the user last propagated the object in, if any.
+        propagated: the user propagated the object (even where no walk got past its anchors):
+            a correction then re-walks from its slice.
 
     ``prompts``, ``source``, ``confidence``, ``evidence`` and ``overshoot`` are read-only
     views of the records: slice index -> that field, for the slices that have it.
@@ -131,6 +133,7 @@ class SegObject:
     locked: bool = False
     slices: dict[int, SliceRecord] = field(default_factory=dict)
     z_range: tuple[int, int] | None = None
+    propagated: bool = False
 
     @property
     def anchors(self) -> list[int]:
@@ -185,6 +188,7 @@ class SegObject:
             "locked": self.locked,
             "slices": {str(z): r.snapshot() for z, r in sorted(self.slices.items())},
             "z_range": None if self.z_range is None else [int(v) for v in self.z_range],
+            "propagated": self.propagated,
         }
 
     @classmethod
@@ -206,6 +210,7 @@ class SegObject:
             bool(doc.get("locked", False)),
             slices,
             None if z_range is None else tuple(z_range),  # type: ignore[arg-type]
+            bool(doc.get("propagated", any(r.source in DERIVED for r in slices.values()))),
         )
 
 

@@ -273,7 +273,7 @@ class Session(Annotation):
         """Apply one user prompt and update the neighbouring slices, as ONE undo step.
 
         The prompt is applied as :meth:`add_box`, :meth:`add_point`, :meth:`add_scribble` or
-        :meth:`add_lasso` would; then, when ``obj`` already has propagated slices and
+        :meth:`add_lasso` would; then, when ``obj`` was propagated (or interpolated) before and
         ``repropagate`` is True, it re-walks outward from the prompt's slice
         (``propagate(obj, from_slices=[prompt.z])``), changing slices only as far as the
         result changes. :meth:`undo` takes back the prompt and its re-walk together.
@@ -293,7 +293,7 @@ class Session(Annotation):
                 raise PromptError(
                     f"a correction is a Box, Point, Scribble or Lasso, got {type(prompt).__name__}"
                 )
-            rewalk = repropagate and target.has_derived_slices()
+            rewalk = repropagate and (target.propagated or target.has_derived_slices())
             with self._history.group(prompt_name(prompt) + (" + re-walk" if rewalk else "")):
                 if isinstance(prompt, Box):
                     mask = self.add_box(obj, prompt.z, prompt.xyxy)
@@ -465,6 +465,7 @@ class Session(Annotation):
             if not summary.cancelled:
                 if z_range is not None:
                     target.z_range = (lo, hi)
+                target.propagated = True
                 self._write_slices(target, f"propagate {obj}", before, outcome.writes)
             summary.seconds = time.perf_counter() - t0
             if progress is not None and not summary.cancelled:
