@@ -49,15 +49,14 @@ __all__ = [
     "restore_session",
 ]
 
-UINT16_MAX = np.iinfo(np.uint16).max
-
-
 #: A prompt :meth:`Session.correct` takes.
 Prompt = Box | Point | Scribble | Lasso
 
 
 class Session(Annotation):
     """Segment objects in a volume with a promptable model, slice by slice.
+
+    The labels, objects and undo/redo are those of :class:`~slicesam.engine.annotation.Annotation`.
 
     Args:
         volume: a :class:`~slicesam.io.volume.Volume` or a (z, y, x) array.
