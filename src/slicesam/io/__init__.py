@@ -1,11 +1,13 @@
-"""Reading volumes (NIfTI, TIFF) into (z, y, x) arrays and writing label volumes back.
+"""Reading volumes (NIfTI, TIFF, DICOM series) into (z, y, x) arrays; writing label volumes.
 
-Public API: :func:`load_volume`, :func:`save_labels`, :class:`Volume`. No torch or napari here.
+Public API: :func:`load_volume`, :func:`save_labels`, :class:`Volume`. No torch or napari here;
+pydicom is imported only when a DICOM folder is read.
 """
 
 from __future__ import annotations
 
 from slicesam.io._common import SUPPORTED_SUFFIXES
+from slicesam.io.dicom import DicomGeometry
 from slicesam.io.loader import load_volume
 from slicesam.io.modality import detect_modality, normalize_modality
 from slicesam.io.nifti import NiftiGeometry
@@ -15,6 +17,7 @@ from slicesam.io.writer import save_labels
 
 __all__ = [
     "MODALITIES",
+    "DicomGeometry",
     "SUPPORTED_SUFFIXES",
     "NiftiGeometry",
     "TiffGeometry",

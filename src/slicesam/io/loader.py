@@ -1,9 +1,11 @@
-"""``load_volume``: read a NIfTI or TIFF file into a :class:`Volume` (dispatch by extension)."""
+"""``load_volume``: read a NIfTI or TIFF file (dispatch by extension) or a DICOM series folder
+into a :class:`Volume`."""
 
 from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -15,9 +17,11 @@ from slicesam.io._common import (
     content_mismatch_hint,
     file_format,
     format_suffix,
+    single_channel,
     sniff_format,
     supported_list,
 )
+from slicesam.io.dicom import DicomGeometry, read_dicom_series
 from slicesam.io.modality import detect_modality, normalize_modality
 from slicesam.io.nifti import NiftiGeometry, read_nifti
 from slicesam.io.tiff import read_tiff
@@ -67,7 +71,9 @@ def _check_grid(p: object, volume: Volume, like: Volume) -> None:
             "labels must have one value per image voxel; resample them onto the image grid"
         )
     a, b = volume.geometry, like.geometry
-    if isinstance(a, NiftiGeometry) and isinstance(b, NiftiGeometry):
+    if isinstance(a, (NiftiGeometry, DicomGeometry)) and isinstance(
+        b, (NiftiGeometry, DicomGeometry)
+    ):
         diff = float(np.abs(a.zyx_affine - b.zyx_affine).max())
         if diff > 1e-3:
             raise VolumeReadError(
@@ -87,24 +93,41 @@ def _check_grid(p: object, volume: Volume, like: Volume) -> None:
         )
 
 
+def _check_series(series: str | None) -> str | None:
+    if series is None:
+        return None
+    if not isinstance(series, str) or not series.strip():
+        raise VolumeReadError(
+            f"series must be a SeriesInstanceUID string such as '1.2.840.113619.2...', "
+            f"got {series!r}"
+        )
+    return series.strip()
+
+
 def load_volume(
     path: str | os.PathLike[str],
     *,
+    series: str | None = None,
     channel: int | None = None,
     modality: str | None = None,
     fill_nonfinite: float | None = None,
     max_bytes: int | None = None,
     like: Volume | None = None,
 ) -> Volume:
-    """Read a 3D volume from a NIfTI (``.nii``, ``.nii.gz``) or TIFF (``.tif``, ``.tiff``) file.
+    """Read a 3D volume from a NIfTI (``.nii``, ``.nii.gz``) or TIFF (``.tif``, ``.tiff``) file,
+    or from a folder holding a DICOM series.
 
     Args:
-        path: the file. The format is chosen by its (case-insensitive) ending.
+        path: the file (the format is chosen by its case-insensitive ending), or a folder of
+            DICOM files (one single-frame slice per file, any file names; see
+            :func:`slicesam.io.dicom.read_dicom_series`).
+        series: for a DICOM folder holding several image series, the SeriesInstanceUID of the
+            one to load (the error for a folder with several lists them).
         channel: for 4D / multichannel files (NIfTI 4th dimension, TIFF ``C``/``S``/``T``
             axes), the index to take; required there, must be ``None`` or 0 otherwise.
         modality: "CT", "MR" or "microscopy" (case-insensitive); ``None`` detects it
             (NIfTI: "CT" when values are signed with minimum <= -500, else "MR";
-            TIFF: "microscopy").
+            TIFF: "microscopy"; DICOM: the header's Modality when CT or MR, else None).
         fill_nonfinite: value that replaces NaN/inf voxels (data become float32). By default
             such voxels are an error.
         max_bytes: the most memory (bytes) reading may take; ``None`` means the memory
@@ -112,26 +135,31 @@ def load_volume(
             cannot be found). The check uses the header/tags only, before any voxel is read;
             only the requested channel is read (nibabel array proxy, TIFF memory map).
         like: for a label file, the image :class:`Volume` it belongs to: the labels must lie
-            on its voxel grid (same (z, y, x) shape; NIfTI: same voxel-to-world affine
-            within 1e-3 mm; otherwise the same voxel size), else an error.
+            on its voxel grid (same (z, y, x) shape; NIfTI or DICOM on both sides: same
+            voxel-to-world affine of the (z, y, x) grid within 1e-3 mm; otherwise the same
+            voxel size), else an error.
 
     Returns:
         A :class:`Volume` whose ``data`` is (z, y, x), fully read into memory (C-contiguous):
-        NIfTI reoriented to the closest canonical LPS orientation (z inferior->superior,
-        y anterior->posterior, x right->left), file dtype when unscaled, float32 when the
-        header scales; TIFF as stored (ZYX, bool -> uint8). ``spacing`` is (z, y, x) in
-        ``unit``; ``geometry`` is a ``NiftiGeometry`` or ``TiffGeometry`` for
-        :func:`save_labels`; ``meta`` has "format", "source_shape", the source axes/axcodes,
+        NIfTI and DICOM reoriented to the closest canonical LPS orientation (z
+        inferior->superior, y anterior->posterior, x right->left), file dtype when unscaled,
+        float32 when the header scales (DICOM: int16 when the rescale is integral and fits,
+        e.g. CT in HU); TIFF as stored (ZYX, bool -> uint8). ``spacing`` is (z, y, x) in
+        ``unit``; ``geometry`` is a ``NiftiGeometry``, ``DicomGeometry`` or ``TiffGeometry``
+        for :func:`save_labels`; ``meta`` has "format", "source_shape", the source axes/axcodes,
         the "channel" taken, "n_channels" (1 for a plain 3D file) and "channel_axis" (a
         description such as "NIfTI dimension 4" or "axis 'C', channel"; None without one).
 
     Raises:
         VolumeReadError: missing, empty, unsupported, corrupt or truncated file (or one whose
-            contents do not match its name); a 2D image; multichannel without (or with an
-            out-of-range) ``channel``; non-finite voxels without ``fill_nonfinite``; an unknown
-            ``modality``; more memory needed than ``max_bytes``; a grid unlike ``like``'s.
+            contents do not match its name); a DICOM folder the reader refuses (see
+            :func:`~slicesam.io.dicom.read_dicom_series`); ``series=`` with a file; a 2D
+            image; multichannel without (or with an out-of-range) ``channel``; non-finite
+            voxels without ``fill_nonfinite``; an unknown ``modality``; more memory needed
+            than ``max_bytes``; a grid unlike ``like``'s.
     """
     p = as_path(path)
+    series = _check_series(series)
     wanted_modality = normalize_modality(modality)
     channel = check_channel_arg(channel)
     fill = _check_fill(fill_nonfinite)
@@ -143,10 +171,23 @@ def load_volume(
     if not p.exists():
         raise VolumeReadError(f"{p}: no such file")
     if p.is_dir():
-        raise VolumeReadError(f"{p} is a directory, not a volume file")
+        single_channel(p, channel)
+        data, spacing, unit, geometry, meta = read_dicom_series(p, series, limit)
+        return _finish(p, "dicom", data, spacing, unit, geometry, meta, fill, wanted_modality, like)
+    if series is not None:
+        raise VolumeReadError(
+            f"series= picks a series in a folder of DICOM files, but {p} is a file; "
+            "pass the folder, or leave series= out"
+        )
     if not p.is_file():
         raise VolumeReadError(f"{p} is not a regular file")
     fmt = file_format(p)
+    if fmt is None and sniff_format(p) == "DICOM":
+        raise VolumeReadError(
+            f"{p} is a single DICOM file; slicesam reads a DICOM series from its folder: "
+            f"load_volume({str(p.parent)!r}) (add series=<SeriesInstanceUID> when the folder "
+            "holds several series)"
+        )
     if fmt is None:
         suffix = format_suffix(p) or "(no extension)"
         hint = content_mismatch_hint(p, "none")
@@ -160,10 +201,29 @@ def load_volume(
         )
     reader = read_nifti if fmt == "nifti" else read_tiff
     data, spacing, unit, geometry, meta = reader(p, channel, limit)
+    return _finish(p, fmt, data, spacing, unit, geometry, meta, fill, wanted_modality, like)
+
+
+def _finish(
+    p: Path,
+    fmt: str,
+    data: np.ndarray,
+    spacing: tuple,
+    unit: str,
+    geometry: object,
+    meta: dict,
+    fill: float | None,
+    wanted_modality: str | None,
+    like: Volume | None,
+) -> Volume:
+    """The :class:`Volume` of what a reader returned (checks shared by all formats)."""
     if any(n == 0 for n in data.shape):
         raise VolumeReadError(f"{p} is empty (shape {tuple(data.shape)})")
     data = _handle_nonfinite(data, p, fill)
-    found = wanted_modality or detect_modality(data, fmt)
+    if fmt == "dicom":  # the header's Modality (CT, MR), else unknown
+        found = wanted_modality or meta.get("modality")
+    else:
+        found = wanted_modality or detect_modality(data, fmt)
     volume = Volume(
         data=data,
         spacing=tuple(float(s) for s in spacing),  # type: ignore[arg-type]

@@ -16,14 +16,17 @@ class Volume:
     """A 3D image in the slicing orientation.
 
     Attributes:
-        data: (z, y, x) array. NIfTI volumes are reoriented to the closest canonical LPS
-            orientation (z inferior->superior, y anterior->posterior, x right->left); TIFF
-            stacks stay as stored (ZYX). The dtype is the file's (scaling applied for NIfTI).
-        spacing: voxel size (z, y, x), in mm for NIfTI and in the file's unit for TIFF.
+        data: (z, y, x) array. NIfTI volumes and DICOM series are reoriented to the closest
+            canonical LPS orientation (z inferior->superior, y anterior->posterior, x
+            right->left); TIFF stacks stay as stored (ZYX). The dtype is the file's (scaling
+            applied for NIfTI; RescaleSlope/Intercept applied for DICOM).
+        spacing: voxel size (z, y, x), in mm for NIfTI and DICOM and in the file's unit for
+            TIFF.
         modality: "CT", "MR", "microscopy" or None when unknown.
-        path: the file the volume came from, if any.
+        path: the file (or, for DICOM, the folder) the volume came from, if any.
         geometry: format-specific source geometry used by ``save_labels(like=...)`` to write
-            a file whose geometry equals the source's (``NiftiGeometry`` or ``TiffGeometry``).
+            a file whose geometry equals the source's (``NiftiGeometry``, ``DicomGeometry``
+            or ``TiffGeometry``).
         unit: physical unit of ``spacing`` ("mm", "um", ...).
     """
 
