@@ -863,3 +863,23 @@ def test_fuzz_base_loads(fuzz_dir: Path) -> None:
     assert vol.shape == (4, 6, 5) and vol.meta["transfer_syntaxes"] == sorted(
         [ExplicitVRLittleEndian, RLELossless]
     )
+
+
+@pytest.mark.parametrize("case", ["axial", "axial_descending", "sagittal", "oblique"])
+def test_labels_saved_as_nifti_sit_on_the_series_in_world(tmp_path, case) -> None:
+    """save_labels(.nii.gz, like=<DICOM volume>) writes the series' own grid and world
+    position (as dcm2niix would), and loads back unchanged and on the same grid."""
+    from slicesam import save_labels
+
+    iop, step = ORIENTATIONS[case]
+    write_series(tmp_path / "dcm", ct_stack((5, 6, 7), seed=2), iop=iop, step=step)
+    vol = load_volume(tmp_path / "dcm")
+    labels = np.zeros(vol.shape, np.uint16)
+    labels[1:3, 2:4, 1:5] = 7
+    out = save_labels(tmp_path / "seg.nii.gz", labels, like=vol)
+    written = nib.load(str(out))
+    np.testing.assert_allclose(written.affine, vol.geometry.affine, atol=1e-5)
+    assert written.shape == vol.geometry.shape  # (columns, rows, slices)
+    back = load_volume(out, like=vol)
+    np.testing.assert_array_equal(back.data, labels)
+    np.testing.assert_allclose(back.geometry.zyx_affine, vol.geometry.zyx_affine, atol=1e-4)

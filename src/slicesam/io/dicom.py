@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 from nibabel.orientations import (
     apply_orientation,
@@ -45,7 +46,7 @@ from nibabel.orientations import (
 from slicesam.errors import VolumeReadError
 from slicesam.io._common import check_fits, describe_exception
 from slicesam.io.modality import normalize_modality
-from slicesam.io.nifti import LPS_ORNT
+from slicesam.io.nifti import LPS_ORNT, NiftiGeometry
 
 #: Media Storage Directory (DICOMDIR): an index of a disc or export, skipped quietly.
 MEDIA_DIRECTORY_SOP_CLASS = "1.2.840.10008.1.3.10"
@@ -136,6 +137,17 @@ class DicomGeometry:
         slice ``sop_instance_uids[k]`` (inverse of :meth:`to_zyx`)."""
         back = ornt_transform(LPS_ORNT, io_orientation(self.affine))
         return apply_orientation(zyx.transpose(2, 1, 0), back).transpose(2, 1, 0)
+
+    def nifti_geometry(self) -> NiftiGeometry:
+        """The source grid as NIfTI geometry: voxel (i, j, k) = (column, row, slice) and
+        :attr:`affine` as qform and sform (what dcm2niix writes for a series), so labels saved
+        as NIfTI sit where the series does in any viewer."""
+        header = nib.Nifti1Header()
+        header.set_data_shape(self.shape)
+        header.set_qform(self.affine, code=1)
+        header.set_sform(self.affine, code=1)
+        header.set_xyzt_units(xyz="mm")
+        return NiftiGeometry(header, self.affine.copy(), tuple(self.shape), self.ornt.copy())
 
     @property
     def zyx_affine(self) -> np.ndarray:

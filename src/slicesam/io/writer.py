@@ -11,6 +11,7 @@ import numpy as np
 
 from slicesam.errors import VolumeWriteError
 from slicesam.io._common import as_path, file_format, format_suffix, supported_list
+from slicesam.io.dicom import DicomGeometry
 from slicesam.io.nifti import NiftiGeometry, write_nifti
 from slicesam.io.tiff import TiffGeometry, write_tiff
 from slicesam.io.volume import Volume
@@ -91,7 +92,8 @@ def save_labels(path: str | os.PathLike[str], labels: np.ndarray, *, like: Volum
     values) and pixdim equal the source's bit for bit. TIFF output: ZYX with ``like``'s voxel
     size (ImageJ for uint8/uint16, plain TIFF with shaped metadata for uint32). Across formats
     the (z, y, x) array is written so that :func:`load_volume` gives it back unchanged (NIfTI
-    from TIFF: LPS affine ``diag(-sx, -sy, sz)``).
+    from TIFF: LPS affine ``diag(-sx, -sy, sz)``; NIfTI from a DICOM series: the series' own
+    grid and world position, as dcm2niix writes it).
 
     The file is written to a temporary name in the same folder and moved into place with
     ``os.replace``, so readers never see a half-written file.
@@ -136,6 +138,8 @@ def save_labels(path: str | os.PathLike[str], labels: np.ndarray, *, like: Volum
     try:
         if fmt == "nifti":
             nifti_geometry = geometry if isinstance(geometry, NiftiGeometry) else None
+            if isinstance(geometry, DicomGeometry):
+                nifti_geometry = geometry.nifti_geometry()
             write_nifti(tmp, arr, nifti_geometry, spacing, unit)  # type: ignore[arg-type]
         else:
             tiff_geometry = geometry if isinstance(geometry, TiffGeometry) else None
