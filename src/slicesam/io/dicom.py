@@ -37,16 +37,20 @@ import nibabel as nib
 import numpy as np
 from nibabel.orientations import (
     apply_orientation,
-    inv_ornt_aff,
     io_orientation,
-    ornt2axcodes,
     ornt_transform,
 )
 
 from slicesam.errors import VolumeReadError
 from slicesam.io._common import check_fits, describe_exception
 from slicesam.io.modality import normalize_modality
-from slicesam.io.nifti import LPS_ORNT, NiftiGeometry
+from slicesam.io.nifti import (
+    LPS_ORNT,
+    NiftiGeometry,
+    closest_axcodes,
+    reoriented_zyx_shape,
+    zyx_affine_of,
+)
 
 #: Media Storage Directory (DICOMDIR): an index of a disc or export, skipped quietly.
 MEDIA_DIRECTORY_SOP_CLASS = "1.2.840.10008.1.3.10"
@@ -118,15 +122,12 @@ class DicomGeometry:
     @property
     def source_axcodes(self) -> tuple[str, str, str]:
         """Closest axis codes of the source grid (i, j, k), e.g. ``("L", "P", "S")``."""
-        return tuple(ornt2axcodes(io_orientation(self.affine)))  # type: ignore[return-value]
+        return closest_axcodes(self.affine)
 
     @property
     def zyx_shape(self) -> tuple[int, int, int]:
         """Shape (z, y, x) of the reoriented data."""
-        lps = [0, 0, 0]
-        for src_axis, (dst_axis, _flip) in enumerate(self.ornt):
-            lps[int(dst_axis)] = self.shape[src_axis]
-        return (lps[2], lps[1], lps[0])
+        return reoriented_zyx_shape(self.shape, self.ornt)
 
     def to_zyx(self, frames: np.ndarray) -> np.ndarray:
         """Source frames (slice k, row j, column i) -> (z, y, x) view in canonical LPS."""
@@ -152,10 +153,7 @@ class DicomGeometry:
     @property
     def zyx_affine(self) -> np.ndarray:
         """(4, 4) affine mapping (z, y, x, 1) indices of ``Volume.data`` to RAS+ world mm."""
-        lps_to_source = inv_ornt_aff(self.ornt, self.shape)
-        zyx_to_lps = np.zeros((4, 4))
-        zyx_to_lps[0, 2] = zyx_to_lps[1, 1] = zyx_to_lps[2, 0] = zyx_to_lps[3, 3] = 1.0
-        return self.affine @ lps_to_source @ zyx_to_lps
+        return zyx_affine_of(self.affine, self.shape, self.ornt)
 
 
 # --------------------------------------------------------------------------- finding series

@@ -44,6 +44,30 @@ from slicesam.io._common import (
 
 LPS_ORNT = axcodes2ornt(("L", "P", "S"))
 
+
+def closest_axcodes(affine: np.ndarray) -> tuple[str, str, str]:
+    """Closest axis codes of a grid with this voxel -> RAS+ ``affine``, e.g. ``("R", "A", "S")``."""
+    return tuple(ornt2axcodes(io_orientation(affine)))  # type: ignore[return-value]
+
+
+def zyx_affine_of(affine: np.ndarray, shape: tuple[int, int, int], ornt: np.ndarray) -> np.ndarray:
+    """(4, 4) affine mapping (z, y, x, 1) indices of the reoriented data to RAS+ world mm, for
+    a source grid of ``shape`` (i, j, k) with voxel -> RAS+ ``affine``, reoriented by ``ornt``."""
+    # inv_ornt_aff maps reoriented (LPS-ordered) voxel coordinates to source ones.
+    lps_to_source = inv_ornt_aff(ornt, shape)
+    zyx_to_lps = np.zeros((4, 4))
+    zyx_to_lps[0, 2] = zyx_to_lps[1, 1] = zyx_to_lps[2, 0] = zyx_to_lps[3, 3] = 1.0
+    return affine @ lps_to_source @ zyx_to_lps
+
+
+def reoriented_zyx_shape(shape: tuple[int, int, int], ornt: np.ndarray) -> tuple[int, int, int]:
+    """(z, y, x) shape of a source grid of ``shape`` (i, j, k) reoriented by ``ornt`` to LPS."""
+    lps = [0, 0, 0]
+    for src_axis, (dst_axis, _flip) in enumerate(ornt):
+        lps[int(dst_axis)] = shape[src_axis]
+    return (lps[2], lps[1], lps[0])
+
+
 #: NIfTI ``xyzt_units`` spatial names -> slicesam unit strings.
 _NIFTI_UNITS = {"mm": "mm", "micron": "um", "meter": "m", "unknown": "mm"}
 _UNIT_TO_NIFTI = {"mm": "mm", "um": "micron", "m": "meter"}
@@ -75,15 +99,12 @@ class NiftiGeometry:
     @property
     def source_axcodes(self) -> tuple[str, str, str]:
         """Closest axis codes of the on-disk array, e.g. ``("R", "A", "S")``."""
-        return tuple(ornt2axcodes(io_orientation(self.affine)))  # type: ignore[return-value]
+        return closest_axcodes(self.affine)
 
     @property
     def zyx_shape(self) -> tuple[int, int, int]:
         """Shape (z, y, x) of the reoriented data."""
-        lps = [0, 0, 0]
-        for src_axis, (dst_axis, _flip) in enumerate(self.ornt):
-            lps[int(dst_axis)] = self.shape[src_axis]
-        return (lps[2], lps[1], lps[0])
+        return reoriented_zyx_shape(self.shape, self.ornt)
 
     def to_zyx(self, ijk: np.ndarray) -> np.ndarray:
         """On-disk (i, j, k) array -> (z, y, x) view in the canonical LPS orientation."""
@@ -97,11 +118,7 @@ class NiftiGeometry:
     @property
     def zyx_affine(self) -> np.ndarray:
         """(4, 4) affine mapping (z, y, x, 1) indices of ``Volume.data`` to RAS+ world mm."""
-        # inv_ornt_aff maps reoriented (LPS-ordered) voxel coordinates to on-disk ones.
-        lps_to_disk = inv_ornt_aff(self.ornt, self.shape)
-        zyx_to_lps = np.zeros((4, 4))
-        zyx_to_lps[0, 2] = zyx_to_lps[1, 1] = zyx_to_lps[2, 0] = zyx_to_lps[3, 3] = 1.0
-        return self.affine @ lps_to_disk @ zyx_to_lps
+        return zyx_affine_of(self.affine, self.shape, self.ornt)
 
 
 def _gzip_problem(path: Path) -> str | None:
