@@ -68,6 +68,9 @@ def _check_output(path: Path, image: str | Path | None = None) -> None:
         raise SliceSamError(f"cannot write {path}: no permission to write in {parent}")
 
 
+SERIES_HELP = "SeriesInstanceUID of the series to load from a DICOM folder holding several"
+
+
 def cmd_segment(args: argparse.Namespace) -> int:
     from .engine.session import Session
     from .io import load_volume, save_labels
@@ -79,7 +82,11 @@ def cmd_segment(args: argparse.Namespace) -> int:
     _check_output(out, image=args.image)
     window = _parse_window(args.window)
     vol = load_volume(
-        args.image, channel=args.channel, modality=args.modality, fill_nonfinite=args.fill_nonfinite
+        args.image,
+        channel=args.channel,
+        modality=args.modality,
+        fill_nonfinite=args.fill_nonfinite,
+        series=args.series,
     )
     objects = read_prompts(args.prompts, shape=vol.shape)
     progress.note(f"loaded {vol}; {len(objects)} object{'s' if len(objects) != 1 else ''}")
@@ -142,7 +149,19 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .io import load_volume
     from .io.modality import label_ids
 
-    vol = load_volume(args.image, channel=args.channel, fill_nonfinite=args.fill_nonfinite)
+    if Path(args.image).is_dir():
+        from .io.dicom import list_series
+
+        lines = list_series(args.image)
+        print(f"{args.image}: {len(lines)} DICOM series")
+        for line in lines:
+            print(f"  {line}")
+        if args.series is None and len(lines) > 1:
+            print("pick one with --series <SeriesInstanceUID> for its shape, spacing and window")
+            return 0
+    vol = load_volume(
+        args.image, channel=args.channel, fill_nonfinite=args.fill_nonfinite, series=args.series
+    )
     name = vol.path.name if vol.path else args.image
     print(f"{name}: shape (z, y, x) = {vol.shape}, {vol.data.dtype}")
     spacing = ", ".join(_round(v) for v in vol.spacing)
@@ -256,7 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     seg = sub.add_parser("segment", help="segment a volume from a prompts JSON file")
-    seg.add_argument("image", help="NIfTI (.nii, .nii.gz) or TIFF (.tif, .tiff) volume")
+    seg.add_argument(
+        "image", help="NIfTI (.nii, .nii.gz) or TIFF (.tif, .tiff) volume, or a DICOM series folder"
+    )
+    seg.add_argument("--series", default=None, help=SERIES_HELP)
     seg.add_argument("--prompts", required=True, help="prompts JSON (see README)")
     seg.add_argument("--out", required=True, help="labels file to write (.nii.gz or .tif)")
     seg.add_argument("--model", default="litemedsam", help="model name (slicesam models)")
@@ -286,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_models_parser(sub)  # `models` (list) and `models fetch NAME`
 
     info = sub.add_parser("info", help="print a volume's shape, spacing and modality")
-    info.add_argument("image")
+    info.add_argument("image", help="a volume, a label file, or a folder of DICOM files")
+    info.add_argument("--series", default=None, help=SERIES_HELP)
     info.add_argument("--channel", type=int, default=None)
     info.add_argument(
         "--fill-nonfinite", type=float, default=None, metavar="V", help="replace NaN/inf by V"

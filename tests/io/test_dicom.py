@@ -883,3 +883,32 @@ def test_labels_saved_as_nifti_sit_on_the_series_in_world(tmp_path, case) -> Non
     back = load_volume(out, like=vol)
     np.testing.assert_array_equal(back.data, labels)
     np.testing.assert_allclose(back.geometry.zyx_affine, vol.geometry.zyx_affine, atol=1e-4)
+
+
+def test_cli_info_lists_the_series_of_a_folder_and_segment_takes_series(tmp_path, capsys):
+    """`slicesam info DIR` lists every series; --series picks one for shape and window;
+    `slicesam segment DIR --series UID` segments that series (a box; the weight-free grabcut)."""
+    import json
+
+    from slicesam.cli import main
+
+    folder, ct_uid, mr_uid = two_series(tmp_path)
+    assert main(["info", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "2 DICOM series" in out and ct_uid in out and mr_uid in out
+    assert "'T1 axial'" in out and "--series" in out and "shape (z, y, x)" not in out
+    assert main(["info", str(folder), "--series", mr_uid]) == 0
+    out = capsys.readouterr().out
+    assert "shape (z, y, x) = (4, 6, 6)" in out and "modality: MR" in out
+
+    prompts = tmp_path / "p.json"
+    box = {"z": 1, "box": [1, 1, 3, 2]}
+    prompts.write_text(json.dumps({"objects": [{"id": 1, "boxes": [box]}]}))
+    out_path = tmp_path / "seg.nii.gz"
+    code = main(
+        ["segment", str(folder), "--series", ct_uid, "--prompts", str(prompts),
+         "--out", str(out_path), "--model", "grabcut", "--quiet", "--no-propagate"]
+    )  # fmt: skip
+    assert code == 0
+    back = load_volume(out_path, like=load_volume(folder, series=ct_uid))
+    assert back.shape == (3, 4, 5)

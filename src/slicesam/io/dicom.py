@@ -369,6 +369,20 @@ def _no_dicom_error(folder: Path, subfolders: int, has_dicomdir: bool) -> Volume
     )
 
 
+def list_series(folder: str | Path) -> list[str]:
+    """One line per DICOM series in ``folder`` (its own files, not subfolders): UID,
+    description, modality and number of slices or objects. Only headers are read.
+
+    Raises:
+        VolumeReadError: the folder cannot be listed or holds no DICOM files.
+    """
+    folder = Path(folder)
+    found, subfolders, has_dicomdir = _scan(folder)
+    if not found:
+        raise _no_dicom_error(folder, subfolders, has_dicomdir)
+    return [s.summary() for s in found.values()]
+
+
 def _choose_series(folder: Path, series: str | None) -> _Series:
     """The series to load, or an error listing the choices."""
     found, subfolders, has_dicomdir = _scan(folder)
