@@ -912,3 +912,21 @@ def test_cli_info_lists_the_series_of_a_folder_and_segment_takes_series(tmp_path
     assert code == 0
     back = load_volume(out_path, like=load_volume(folder, series=ct_uid))
     assert back.shape == (3, 4, 5)
+
+
+def test_an_autosaved_session_on_a_dicom_series_restores(tmp_path) -> None:
+    """The sidecar of a session on one series of a folder (several series) sits next to the
+    folder, records the series, and restores the labels and objects from it."""
+    from slicesam.engine.session import Session
+
+    folder, ct_uid, _mr_uid = two_series(tmp_path)
+    vol = load_volume(folder, series=ct_uid)
+    sess = Session(vol, model="grabcut", autosave=True)
+    obj = sess.new_object("lesion")
+    sess.add_box(obj, 1, (1, 1, 3, 2))
+    sess.autosave.close()
+    assert (tmp_path / "study.slicesam").is_dir()
+    back = Session.restore(folder, model="grabcut", resume=False)
+    assert back.object_ids == [obj] and back.objects[obj].name == "lesion"
+    np.testing.assert_array_equal(back.labels, sess.labels)
+    assert back.volume.geometry.series_uid == ct_uid

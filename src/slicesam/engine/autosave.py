@@ -189,6 +189,7 @@ def session_header(
             "fingerprint": volume_fingerprint(session.volume.data),
             "spacing": to_jsonable(session.volume.spacing),
             "modality": session.volume.modality,
+            "series": _series_uid(session.volume),
         },
         "labels": {"dtype": str(session.labels.dtype)},
         "settings": {
@@ -265,6 +266,14 @@ def start_autosave(
     return None
 
 
+def _series_uid(volume: Volume) -> str | None:
+    """The SeriesInstanceUID of a volume read from a DICOM folder (None otherwise)."""
+    from ..io.dicom import DicomGeometry
+
+    geometry = volume.geometry
+    return geometry.series_uid if isinstance(geometry, DicomGeometry) else None
+
+
 # -- restore ---------------------------------------------------------------------------------------
 def source_volume(header: dict[str, Any], image: str | Path | None = None) -> Volume:
     """Load the session's image (``image`` overrides the recorded path) as the session saw it
@@ -277,9 +286,10 @@ def source_volume(header: dict[str, Any], image: str | Path | None = None) -> Vo
         raise JournalError(
             "the session was made on an in-memory volume (no image file); pass volume="
         )
-    if not Path(path).is_file():
+    if not Path(path).exists():
         raise JournalError(f"the session's image {path} is missing; pass the image's new path")
-    volume = load_volume(path)
+    series = info.get("series")  # a DICOM folder may hold several series
+    volume = load_volume(path, series=series) if series else load_volume(path)
     axis = int(info.get("axis", 0))
     if axis:
         volume = Volume(
