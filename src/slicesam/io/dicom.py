@@ -44,13 +44,7 @@ from nibabel.orientations import (
 from slicesam.errors import VolumeReadError
 from slicesam.io._common import check_fits, describe_exception
 from slicesam.io.modality import normalize_modality
-from slicesam.io.nifti import (
-    LPS_ORNT,
-    NiftiGeometry,
-    closest_axcodes,
-    reoriented_zyx_shape,
-    zyx_affine_of,
-)
+from slicesam.io.nifti import LPS_ORNT, NiftiGeometry, ReorientedGrid
 
 #: Media Storage Directory (DICOMDIR): an index of a disc or export, skipped quietly.
 MEDIA_DIRECTORY_SOP_CLASS = "1.2.840.10008.1.3.10"
@@ -78,7 +72,7 @@ _PIP_NAMES = {"gdcm": "python-gdcm"}
 
 
 @dataclass(eq=False)
-class DicomGeometry:
+class DicomGeometry(ReorientedGrid):
     """Source geometry of a DICOM series, enough to map labels back onto its slices.
 
     The source grid is (i, j, k) = (column, row, slice), slices in order of their position
@@ -119,16 +113,6 @@ class DicomGeometry:
         """(4, 4) source voxel (i, j, k) -> DICOM patient (LPS+) world mm."""
         return np.diag([-1.0, -1.0, 1.0, 1.0]) @ self.affine
 
-    @property
-    def source_axcodes(self) -> tuple[str, str, str]:
-        """Closest axis codes of the source grid (i, j, k), e.g. ``("L", "P", "S")``."""
-        return closest_axcodes(self.affine)
-
-    @property
-    def zyx_shape(self) -> tuple[int, int, int]:
-        """Shape (z, y, x) of the reoriented data."""
-        return reoriented_zyx_shape(self.shape, self.ornt)
-
     def to_zyx(self, frames: np.ndarray) -> np.ndarray:
         """Source frames (slice k, row j, column i) -> (z, y, x) view in canonical LPS."""
         return apply_orientation(frames.transpose(2, 1, 0), self.ornt).transpose(2, 1, 0)
@@ -149,11 +133,6 @@ class DicomGeometry:
         header.set_sform(self.affine, code=1)
         header.set_xyzt_units(xyz="mm")
         return NiftiGeometry(header, self.affine.copy(), tuple(self.shape), self.ornt.copy())
-
-    @property
-    def zyx_affine(self) -> np.ndarray:
-        """(4, 4) affine mapping (z, y, x, 1) indices of ``Volume.data`` to RAS+ world mm."""
-        return zyx_affine_of(self.affine, self.shape, self.ornt)
 
 
 # --------------------------------------------------------------------------- finding series

@@ -45,27 +45,36 @@ from slicesam.io._common import (
 LPS_ORNT = axcodes2ornt(("L", "P", "S"))
 
 
-def closest_axcodes(affine: np.ndarray) -> tuple[str, str, str]:
-    """Closest axis codes of a grid with this voxel -> RAS+ ``affine``, e.g. ``("R", "A", "S")``."""
-    return tuple(ornt2axcodes(io_orientation(affine)))  # type: ignore[return-value]
+class ReorientedGrid:
+    """What a source grid's geometry derives from its ``affine`` (source voxel (i, j, k) ->
+    RAS+ mm), ``shape`` (i, j, k) and ``ornt`` (the nibabel transform to LPS applied on load).
+    Shared by the NIfTI and DICOM geometries."""
 
+    affine: np.ndarray
+    shape: tuple[int, int, int]
+    ornt: np.ndarray
 
-def zyx_affine_of(affine: np.ndarray, shape: tuple[int, int, int], ornt: np.ndarray) -> np.ndarray:
-    """(4, 4) affine mapping (z, y, x, 1) indices of the reoriented data to RAS+ world mm, for
-    a source grid of ``shape`` (i, j, k) with voxel -> RAS+ ``affine``, reoriented by ``ornt``."""
-    # inv_ornt_aff maps reoriented (LPS-ordered) voxel coordinates to source ones.
-    lps_to_source = inv_ornt_aff(ornt, shape)
-    zyx_to_lps = np.zeros((4, 4))
-    zyx_to_lps[0, 2] = zyx_to_lps[1, 1] = zyx_to_lps[2, 0] = zyx_to_lps[3, 3] = 1.0
-    return affine @ lps_to_source @ zyx_to_lps
+    @property
+    def source_axcodes(self) -> tuple[str, str, str]:
+        """Closest axis codes of the source grid (i, j, k), e.g. ``("R", "A", "S")``."""
+        return tuple(ornt2axcodes(io_orientation(self.affine)))  # type: ignore[return-value]
 
+    @property
+    def zyx_shape(self) -> tuple[int, int, int]:
+        """Shape (z, y, x) of the reoriented data."""
+        lps = [0, 0, 0]
+        for src_axis, (dst_axis, _flip) in enumerate(self.ornt):
+            lps[int(dst_axis)] = self.shape[src_axis]
+        return (lps[2], lps[1], lps[0])
 
-def reoriented_zyx_shape(shape: tuple[int, int, int], ornt: np.ndarray) -> tuple[int, int, int]:
-    """(z, y, x) shape of a source grid of ``shape`` (i, j, k) reoriented by ``ornt`` to LPS."""
-    lps = [0, 0, 0]
-    for src_axis, (dst_axis, _flip) in enumerate(ornt):
-        lps[int(dst_axis)] = shape[src_axis]
-    return (lps[2], lps[1], lps[0])
+    @property
+    def zyx_affine(self) -> np.ndarray:
+        """(4, 4) affine mapping (z, y, x, 1) indices of ``Volume.data`` to RAS+ world mm."""
+        # inv_ornt_aff maps reoriented (LPS-ordered) voxel coordinates to source ones.
+        lps_to_source = inv_ornt_aff(self.ornt, self.shape)
+        zyx_to_lps = np.zeros((4, 4))
+        zyx_to_lps[0, 2] = zyx_to_lps[1, 1] = zyx_to_lps[2, 0] = zyx_to_lps[3, 3] = 1.0
+        return self.affine @ lps_to_source @ zyx_to_lps
 
 
 #: NIfTI ``xyzt_units`` spatial names -> slicesam unit strings.
@@ -77,7 +86,7 @@ _INTENT_LABEL = 1002
 
 
 @dataclass(eq=False)
-class NiftiGeometry:
+class NiftiGeometry(ReorientedGrid):
     """Source geometry of a NIfTI volume, enough to write labels back onto the same grid.
 
     Attributes:
@@ -96,16 +105,6 @@ class NiftiGeometry:
     ornt: np.ndarray
     nifti2: bool = False
 
-    @property
-    def source_axcodes(self) -> tuple[str, str, str]:
-        """Closest axis codes of the on-disk array, e.g. ``("R", "A", "S")``."""
-        return closest_axcodes(self.affine)
-
-    @property
-    def zyx_shape(self) -> tuple[int, int, int]:
-        """Shape (z, y, x) of the reoriented data."""
-        return reoriented_zyx_shape(self.shape, self.ornt)
-
     def to_zyx(self, ijk: np.ndarray) -> np.ndarray:
         """On-disk (i, j, k) array -> (z, y, x) view in the canonical LPS orientation."""
         return apply_orientation(ijk, self.ornt).transpose(2, 1, 0)
@@ -114,11 +113,6 @@ class NiftiGeometry:
         """(z, y, x) array -> on-disk (i, j, k) view (inverse of :meth:`to_zyx`)."""
         back = ornt_transform(LPS_ORNT, io_orientation(self.affine))
         return apply_orientation(zyx.transpose(2, 1, 0), back)
-
-    @property
-    def zyx_affine(self) -> np.ndarray:
-        """(4, 4) affine mapping (z, y, x, 1) indices of ``Volume.data`` to RAS+ world mm."""
-        return zyx_affine_of(self.affine, self.shape, self.ornt)
 
 
 def _gzip_problem(path: Path) -> str | None:
