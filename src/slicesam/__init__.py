@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "load_volume": "slicesam.io",
     "save_labels": "slicesam.io",
+    "load_labels": "slicesam.io",
     "Volume": "slicesam.io",
     "Session": "slicesam.engine.session",
     "PropagationSummary": "slicesam.engine.session",
@@ -53,6 +54,7 @@ __all__ = [
     "Volume",
     "dice",
     "find_autosave",
+    "load_labels",
     "load_session",
     "load_model",
     "load_volume",
@@ -67,7 +69,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .engine.propagation import PropagationParams
     from .engine.session import PropagationSummary, Session, load_session, restore_session
     from .errors import SliceSamError
-    from .io import Volume, load_volume, save_labels
+    from .io import Volume, load_labels, load_volume, save_labels
     from .metrics import dice
     from .models.registry import MODELS, load_model
     from .prompts import Box, Lasso, Point, Scribble, read_prompts

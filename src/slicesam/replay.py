@@ -245,11 +245,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     """``slicesam replay``: print the verdict; write ``--out``; exit 1 when labels differ."""
     from .engine.autosave import resolve_sidecar, source_volume
     from .engine.journal import read_header
-    from .io._common import SUPPORTED_SUFFIXES, file_format
+    from .io._common import LABEL_SUFFIXES, file_format
 
     if args.out and (file_format(Path(args.out)) is None or Path(args.out).is_dir()):
         raise SliceSamError(
-            f"cannot write {args.out}: give a file name ending in {', '.join(SUPPORTED_SUFFIXES)}"
+            f"cannot write {args.out}: give a file name ending in {', '.join(LABEL_SUFFIXES)}"
         )
     folder = resolve_sidecar(args.session)
     header = read_header(folder)

@@ -12,6 +12,9 @@ from slicesam.errors import VolumeReadError
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 TIFF_SUFFIXES = (".tif", ".tiff")
 SUPPORTED_SUFFIXES = NIFTI_SUFFIXES + TIFF_SUFFIXES
+#: Labels of a DICOM series can also be written as a DICOM Segmentation object.
+DICOM_SEG_SUFFIXES = (".dcm",)
+LABEL_SUFFIXES = SUPPORTED_SUFFIXES + DICOM_SEG_SUFFIXES
 
 
 def as_path(path: str | os.PathLike[str]) -> Path:
@@ -20,12 +23,15 @@ def as_path(path: str | os.PathLike[str]) -> Path:
 
 
 def file_format(path: Path) -> str | None:
-    """Return ``"nifti"``, ``"tiff"`` or ``None`` from the (case-insensitive) file name ending."""
+    """Return ``"nifti"``, ``"tiff"``, ``"dicom-seg"`` or ``None`` from the (case-insensitive)
+    file name ending."""
     name = path.name.lower()
     if name.endswith(NIFTI_SUFFIXES):
         return "nifti"
     if name.endswith(TIFF_SUFFIXES):
         return "tiff"
+    if name.endswith(DICOM_SEG_SUFFIXES):
+        return "dicom-seg"
     return None
 
 
@@ -37,9 +43,9 @@ def format_suffix(path: Path) -> str:
     return path.suffix
 
 
-def supported_list() -> str:
-    """Human-readable list of the supported endings."""
-    return ", ".join(SUPPORTED_SUFFIXES)
+def supported_list(labels: bool = False) -> str:
+    """Human-readable list of the endings volumes are read from (``labels``: written to)."""
+    return ", ".join(LABEL_SUFFIXES if labels else SUPPORTED_SUFFIXES)
 
 
 def join_choices(n: int) -> str:

@@ -96,6 +96,8 @@ class DicomGeometry(ReorientedGrid):
         sop_class_uid: SOPClassUID of the slices (e.g. CT Image Storage; the file meta's
             MediaStorageSOPClassUID when the dataset's is blank).
         modality: the header's Modality as written ("CT", "MR", "PT", ...).
+        source_files: the slice files, slice k of the source grid first (a DICOM-SEG writer
+            reads their headers again to reference them and copy patient/study attributes).
     """
 
     affine: np.ndarray
@@ -107,6 +109,7 @@ class DicomGeometry(ReorientedGrid):
     frame_of_reference_uid: str | None = None
     sop_class_uid: str | None = None
     modality: str | None = None
+    source_files: tuple[Path, ...] = ()
 
     @property
     def lps_affine(self) -> np.ndarray:
@@ -856,6 +859,7 @@ def read_dicom_series(
         sop_class_uid=_uid(first_ds, "SOPClassUID", "MediaStorageSOPClassUID", ordered[0].path)
         or None,
         modality=chosen.modality or None,
+        source_files=tuple(s.path for s in ordered),
     )
     zyx = np.ascontiguousarray(geometry.to_zyx(frames))
     zooms = (spacing_col, spacing_row, abs(step))

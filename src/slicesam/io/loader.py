@@ -182,13 +182,14 @@ def load_volume(
     if not p.is_file():
         raise VolumeReadError(f"{p} is not a regular file")
     fmt = file_format(p)
-    if fmt is None and sniff_format(p) == "DICOM":
+    if fmt in (None, "dicom-seg") and sniff_format(p) == "DICOM":
         raise VolumeReadError(
             f"{p} is a single DICOM file; slicesam reads a DICOM series from its folder: "
             f"load_volume({str(p.parent)!r}) (add series=<SeriesInstanceUID> when the folder "
-            "holds several series)"
+            "holds several series); a DICOM-SEG reads with "
+            "load_labels(path, like=load_volume(<its series folder>))"
         )
-    if fmt is None:
+    if fmt in (None, "dicom-seg"):
         suffix = format_suffix(p) or "(no extension)"
         hint = content_mismatch_hint(p, "none")
         tail = f" ({hint})" if hint and sniff_format(p) in ("nifti", "nifti-gz", "tiff") else ""

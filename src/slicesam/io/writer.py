@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import numpy as np
 from slicesam.errors import VolumeWriteError
 from slicesam.io._common import as_path, file_format, format_suffix, supported_list
 from slicesam.io.dicom import DicomGeometry
+from slicesam.io.dicom_seg import build_dicom_seg
 from slicesam.io.nifti import NiftiGeometry, write_nifti
 from slicesam.io.tiff import TiffGeometry, write_tiff
 from slicesam.io.volume import Volume
@@ -76,16 +78,27 @@ def _temp_path(target: Path) -> Path:
     raise VolumeWriteError(f"could not create a temporary file next to {target}")
 
 
-def save_labels(path: str | os.PathLike[str], labels: np.ndarray, *, like: Volume) -> Path:
+def save_labels(
+    path: str | os.PathLike[str],
+    labels: np.ndarray,
+    *,
+    like: Volume,
+    names: Mapping[int, str] | None = None,
+    colors: Mapping[int, tuple[int, int, int]] | None = None,
+) -> Path:
     """Write a label volume with the geometry of ``like``, atomically.
 
     Args:
-        path: output file; the format follows its ending (``.nii``/``.nii.gz`` or
-            ``.tif``/``.tiff``). Missing parent folders are created.
+        path: output file; the format follows its ending (``.nii``/``.nii.gz``,
+            ``.tif``/``.tiff``, or ``.dcm`` for a DICOM-SEG of a volume loaded from a DICOM
+            series). Missing parent folders are created.
         labels: (z, y, x) integer array with ``like.data.shape`` (0 = background). See
             :func:`as_label_array` for accepted dtypes (bool -> uint8, integral floats ->
             uint16/uint32, signed -> unsigned; negative values are an error).
         like: the volume the labels belong to.
+        names: label value -> object name, written as the DICOM-SEG segment labels (NIfTI
+            and TIFF files have no place for them and ignore them).
+        colors: label value -> RGB 0-255 display colour of the DICOM-SEG segments.
 
     NIfTI output from a NIfTI ``like``: the array is returned to the source's on-disk
     orientation and shape and written with the source header, so affine, qform/sform (codes and
@@ -93,7 +106,9 @@ def save_labels(path: str | os.PathLike[str], labels: np.ndarray, *, like: Volum
     size (ImageJ for uint8/uint16, plain TIFF with shaped metadata for uint32). Across formats
     the (z, y, x) array is written so that :func:`load_volume` gives it back unchanged (NIfTI
     from TIFF: LPS affine ``diag(-sx, -sy, sz)``; NIfTI from a DICOM series: the series' own
-    grid and world position, as dcm2niix writes it).
+    grid and world position, as dcm2niix writes it). DICOM-SEG output: one BINARY segment per
+    label value present, referencing the series' slices, with patient and study attributes
+    copied from them (see :mod:`slicesam.io.dicom_seg`).
 
     The file is written to a temporary name in the same folder and moved into place with
     ``os.replace``, so readers never see a half-written file.
@@ -109,12 +124,18 @@ def save_labels(path: str | os.PathLike[str], labels: np.ndarray, *, like: Volum
     if fmt is None:
         suffix = format_suffix(p) or "(no extension)"
         raise VolumeWriteError(
-            f"{p}: cannot write labels as {suffix!r}; supported: {supported_list()}"
+            f"{p}: cannot write labels as {suffix!r}; supported: {supported_list(labels=True)}"
         )
     if not isinstance(like, Volume):
         raise VolumeWriteError(
             f"like= must be the image Volume the labels belong to (from load_volume), "
             f"got {type(like).__name__}; nothing was written"
+        )
+    if fmt == "dicom-seg" and not isinstance(like.geometry, DicomGeometry):
+        raise VolumeWriteError(
+            f"cannot write {p.name} as DICOM-SEG: a segmentation object references the slices "
+            "of a DICOM series, and this volume was not loaded from one (load the series "
+            "folder, or save as .nii.gz); nothing was written"
         )
     arr = np.asarray(labels)
     expected = tuple(int(s) for s in like.data.shape)
@@ -125,6 +146,7 @@ def save_labels(path: str | os.PathLike[str], labels: np.ndarray, *, like: Volum
         )
     arr = np.ascontiguousarray(as_label_array(arr))
     geometry = like.geometry
+    seg = build_dicom_seg(p, arr, geometry, names, colors) if fmt == "dicom-seg" else None
     if isinstance(geometry, TiffGeometry):
         spacing, unit = geometry.spacing, geometry.unit
     else:
@@ -136,7 +158,9 @@ def save_labels(path: str | os.PathLike[str], labels: np.ndarray, *, like: Volum
     except OSError as exc:
         raise VolumeWriteError(f"cannot write {p}: {exc}") from exc
     try:
-        if fmt == "nifti":
+        if seg is not None:
+            seg.save_as(tmp)
+        elif fmt == "nifti":
             nifti_geometry = geometry if isinstance(geometry, NiftiGeometry) else None
             if isinstance(geometry, DicomGeometry):
                 nifti_geometry = geometry.nifti_geometry()
