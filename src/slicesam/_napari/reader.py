@@ -1,4 +1,5 @@
-"""napari reader hook: NIfTI (``.nii``, ``.nii.gz``) and TIFF (``.tif``, ``.tiff``) volumes.
+"""napari reader hook: NIfTI (``.nii``, ``.nii.gz``) and TIFF (``.tif``, ``.tiff``) volumes,
+folders of DICOM series and DICOM-SEG files (``.dcm``; see :mod:`slicesam._napari.dicom_layers`).
 
 Each file becomes one image layer whose data is the (z, y, x) array of
 :func:`slicesam.io.load_volume` (NIfTI reoriented to canonical LPS), with ``scale`` = the voxel
@@ -39,6 +40,8 @@ ReaderFunction = Callable[[PathOrPaths], list[LayerDataTuple]]
 VOLUME_KEY = "slicesam_volume"
 #: ``layer.metadata`` key holding the source file path (str).
 PATH_KEY = "slicesam_path"
+#: ``layer.metadata`` key holding {label value: object name} (DICOM-SEG segment names).
+NAMES_KEY = "slicesam_names"
 #: ``layer.metadata`` key holding a note about how the file was opened (e.g. one channel).
 NOTE_KEY = "slicesam_note"
 
@@ -205,23 +208,50 @@ def read_volume(path: str | os.PathLike[str]) -> list[LayerDataTuple]:
     return layers
 
 
+def _is_dicom_seg_name(path: str) -> bool:
+    return path.lower().endswith(".dcm") and not os.path.isdir(path)
+
+
+def read_path(path: str | os.PathLike[str]) -> list[LayerDataTuple]:
+    """Layer data tuples of one path: a DICOM folder (its image series, then its SEGs), a
+    DICOM-SEG file (labels on its series' grid) or a NIfTI/TIFF file."""
+    from slicesam._napari import dicom_layers
+
+    p = os.fspath(path)
+    if os.path.isdir(p):
+        folder = Path(p).expanduser()
+        return dicom_layers.series_layers(
+            folder, lambda volume, name: volume_layer_data(volume, name)
+        )
+    if _is_dicom_seg_name(p):
+        return [dicom_layers.seg_layer(p)]
+    return read_volume(p)
+
+
 def read_volumes(path: PathOrPaths) -> list[LayerDataTuple]:
-    """Reader function: every file in ``path`` (one path or a list) as layer data tuples."""
+    """Reader function: every path in ``path`` (one path or a list) as layer data tuples."""
     layers: list[LayerDataTuple] = []
     for p in _as_paths(path):
-        layers.extend(read_volume(p))
+        layers.extend(read_path(p))
     return layers
 
 
-def get_reader(path: PathOrPaths) -> ReaderFunction | None:
-    """napari ``get_reader`` hook: :func:`read_volumes` for NIfTI/TIFF files, else ``None``.
+def _readable(path: str) -> bool:
+    if os.path.isdir(path):
+        from slicesam.io.dicom import looks_like_dicom_folder
 
-    A list of paths is accepted when every one of them is a supported file (each file becomes
-    its own layer(s); nothing is stacked).
+        return looks_like_dicom_folder(path)
+    return is_supported(path) or _is_dicom_seg_name(path)
+
+
+def get_reader(path: PathOrPaths) -> ReaderFunction | None:
+    """napari ``get_reader`` hook: :func:`read_volumes` for NIfTI/TIFF files, DICOM-SEG files
+    and folders holding DICOM files, else ``None``.
+
+    A list of paths is accepted when every one of them is readable (each becomes its own
+    layer(s); nothing is stacked).
     """
     paths = _as_paths(path)
-    if not paths or not all(is_supported(p) for p in paths):
-        return None
-    if any(os.path.isdir(p) for p in paths):
+    if not paths or not all(_readable(p) for p in paths):
         return None
     return read_volumes

@@ -71,9 +71,9 @@ from slicesam._napari.layers import (
     vertices_to_stroke,
     visibility_colormap,
 )
-from slicesam._napari.reader import PATH_KEY, VOLUME_KEY
+from slicesam._napari.reader import NAMES_KEY, PATH_KEY, VOLUME_KEY
 from slicesam.errors import SliceSamError
-from slicesam.io import Volume, save_labels
+from slicesam.io import DicomGeometry, Volume, save_labels
 from slicesam.models.device import DEVICE_CHOICES
 from slicesam.models.registry import DEFAULT_MODEL, MODELS
 from slicesam.prompts import Lasso, Point, Scribble, make_box
@@ -1103,11 +1103,14 @@ class SliceSamWidget(QWidget):
 
     # -- saving ----------------------------------------------------------------------------
     def default_save_path(self) -> Path:
-        """``<source folder>/<source stem>_labels.<source format>`` (home folder if unknown)."""
+        """``<source folder>/<source stem>_labels.<source format>`` (a DICOM series folder:
+        ``<folder>_labels.dcm`` beside it; the home folder if unknown)."""
         source = self.volume.path if self.volume is not None else None
         if source is None:
             return Path.home() / "slicesam_labels.nii.gz"
         name = source.name
+        if isinstance(self.volume.geometry, DicomGeometry):  # a series folder: its SEG beside it
+            return source.with_name(name + "_labels.dcm")
         for suffix in (".nii.gz", ".nii", ".tiff", ".tif"):
             if name.lower().endswith(suffix):
                 return source.with_name(name[: -len(suffix)] + "_labels" + suffix)
@@ -1118,8 +1121,15 @@ class SliceSamWidget(QWidget):
         if self.labels_layer is None or self.volume is None:
             self._set_status("nothing to save yet")
             return None
+        labels = np.asarray(self.labels_layer.data)
+        names = {obj.label_id: obj.name for obj in self.session.objects.values() if obj.name}
+        ids = np.array(sorted(names), dtype=np.int64)
+        colors = {
+            int(i): tuple(int(round(c * 255)) for c in rgba[:3])
+            for i, rgba in zip(ids, np.asarray(self._cyclic_colormap.map(ids)), strict=True)
+        }
         try:
-            written = save_labels(path, np.asarray(self.labels_layer.data), like=self.volume)
+            written = save_labels(path, labels, like=self.volume, names=names, colors=colors)
         except SliceSamError as exc:
             self._error(exc)
             return None
@@ -1134,7 +1144,9 @@ class SliceSamWidget(QWidget):
             self,
             "Save labels",
             str(self.default_save_path()),
-            "NIfTI or TIFF (*.nii.gz *.nii *.tif *.tiff)",
+            "NIfTI or TIFF (*.nii.gz *.nii *.tif *.tiff);;DICOM-SEG (*.dcm)"
+            if isinstance(self.volume.geometry, DicomGeometry)
+            else "NIfTI or TIFF (*.nii.gz *.nii *.tif *.tiff)",
         )
         if path:
             self.save(path)
@@ -1185,6 +1197,10 @@ class SliceSamWidget(QWidget):
                     self.object_list.setCurrentItem(item)
         finally:
             self._rendering = False
+        if self.labels_layer is not None:  # what napari's own File > Save writes as names
+            self.labels_layer.metadata[NAMES_KEY] = {
+                obj.label_id: obj.name for obj in session.objects.values()
+            }
         if self.current_obj is not None and self.labels_layer is not None:
             self.labels_layer.selected_label = self.current_obj
 

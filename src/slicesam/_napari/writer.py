@@ -1,5 +1,7 @@
-"""napari writer hook: a labels layer -> NIfTI (``.nii.gz``, ``.nii``) or TIFF (``.tif``,
-``.tiff``) on the grid of its source volume.
+"""napari writer hook: a labels layer -> NIfTI (``.nii.gz``, ``.nii``), TIFF (``.tif``,
+``.tiff``) or, for a volume from a DICOM series, DICOM-SEG (``.dcm``) on the grid of its source
+volume. A DICOM-SEG gets the object names (``metadata["slicesam_names"]`` or the layer's
+``features`` "name" column) and the layer's colours.
 
 The source geometry is the :class:`~slicesam.io.Volume` in ``layer.metadata["slicesam_volume"]``
 (put there by the reader and, later, by the widget): the file then has the source's affine,
@@ -18,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from slicesam._napari.reader import VOLUME_KEY
+from slicesam._napari.reader import NAMES_KEY, VOLUME_KEY
 from slicesam.errors import VolumeWriteError
 from slicesam.io import Volume, save_labels
 
@@ -77,11 +79,43 @@ def source_volume(labels: np.ndarray, meta: dict[str, Any], path: str) -> Volume
     )
 
 
+def object_names(meta: dict[str, Any]) -> dict[int, str]:
+    """{label value: name} from ``metadata["slicesam_names"]``, else from the layer's
+    ``features`` table ("index" and "name" columns); background excluded."""
+    names = (meta.get("metadata") or {}).get(NAMES_KEY)
+    if isinstance(names, dict):
+        return {int(k): str(v) for k, v in names.items() if int(k) != 0 and v}
+    features = meta.get("features")
+    try:
+        index, name = list(features["index"]), list(features["name"])
+    except Exception:  # no features, or no such columns
+        return {}
+    return {int(i): str(n) for i, n in zip(index, name, strict=False) if int(i) != 0 and n}
+
+
+def object_colors(meta: dict[str, Any], values: np.ndarray) -> dict[int, tuple[int, int, int]]:
+    """{label value: RGB 0-255} of ``values`` through the layer's colormap; hidden
+    (transparent) labels and layers without a usable colormap give none."""
+    colormap = meta.get("colormap")
+    if colormap is None or not hasattr(colormap, "map") or values.size == 0:
+        return {}
+    try:
+        rgba = np.asarray(colormap.map(values), dtype=float).reshape(len(values), -1)
+    except Exception:
+        return {}
+    return {
+        int(v): tuple(int(round(c * 255)) for c in color[:3])  # type: ignore[misc]
+        for v, color in zip(values, rgba, strict=True)
+        if color.shape[0] == 4 and color[3] > 0
+    }
+
+
 def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     """napari single-layer writer for labels layers.
 
     Args:
-        path: output file; ``.nii.gz``, ``.nii``, ``.tif`` or ``.tiff``.
+        path: output file; ``.nii.gz``, ``.nii``, ``.tif``, ``.tiff`` or ``.dcm``
+            (DICOM-SEG, for labels of a volume read from a DICOM series).
         data: the layer data, a (z, y, x) integer array (a multiscale list: level 0 is written).
         meta: the layer state (``metadata``, ``scale``, ``units``, ``name``, ...).
 
@@ -103,5 +137,9 @@ def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
             "slicesam writes 3D label volumes (z, y, x)"
         )
     like = source_volume(labels, meta, path)
-    written = save_labels(path, labels, like=like)
+    names = colors = None
+    if path.lower().endswith(".dcm"):
+        names = object_names(meta)
+        colors = object_colors(meta, np.unique(labels)[np.unique(labels) != 0])
+    written = save_labels(path, labels, like=like, names=names, colors=colors)
     return [str(written)]

@@ -365,6 +365,49 @@ def list_series(folder: str | Path) -> list[str]:
     return [s.summary() for s in found.values()]
 
 
+def looks_like_dicom_folder(folder: str | Path, probe: int = 16) -> bool:
+    """Whether ``folder`` holds DICOM files of its own: one of its first ``probe`` files
+    (by name) starts like DICOM ("DICM" at byte 128). Reads 132 bytes per file probed."""
+    try:
+        files = sorted(e for e in Path(folder).iterdir() if e.is_file())
+    except OSError:
+        return False
+    return any(_has_dicm_magic(f) for f in files[:probe])
+
+
+@dataclass(frozen=True)
+class FolderContents:
+    """What a folder of DICOM files holds (its own files; headers only).
+
+    Attributes:
+        image_series: (SeriesInstanceUID, SeriesDescription) of each image series, in
+            UID order ("" for files without a SeriesInstanceUID).
+        segmentations: the files holding DICOM Segmentation objects.
+    """
+
+    image_series: tuple[tuple[str, str], ...]
+    segmentations: tuple[Path, ...]
+
+
+def folder_contents(folder: str | Path) -> FolderContents:
+    """The image series and segmentation files of ``folder`` (only headers are read).
+
+    Raises:
+        VolumeReadError: the folder cannot be listed or holds no DICOM files.
+    """
+    folder = Path(folder)
+    found, subfolders, has_dicomdir = _scan(folder)
+    if not found:
+        raise _no_dicom_error(folder, subfolders, has_dicomdir)
+    series = tuple(
+        (s.uid, s.description) for _uid, s in sorted(found.items()) if s.kind == "image"
+    )
+    segs = tuple(
+        f for s in found.values() for f, ds in s.items if _kind(ds) == "segmentation"
+    )
+    return FolderContents(series, tuple(sorted(segs)))
+
+
 def _choose_series(folder: Path, series: str | None) -> _Series:
     """The series to load, or an error listing the choices."""
     found, subfolders, has_dicomdir = _scan(folder)
