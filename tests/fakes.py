@@ -5,6 +5,8 @@ A plain module (not a conftest) so test files can import it by name: ``from fake
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from scipy import ndimage
 
@@ -118,3 +120,18 @@ def ball(shape, center, radius) -> np.ndarray:
     zz, yy, xx = np.ogrid[: shape[0], : shape[1], : shape[2]]
     cz, cy, cx = center
     return (zz - cz) ** 2 + (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
+
+
+class PackingModel(FakeModel):
+    """The fake model with the pack/unpack pair the on-disk cache needs."""
+
+    @property
+    def capabilities(self):
+        return dataclasses.replace(super().capabilities, packs_embeddings=True)
+
+    def pack(self, emb: Embedding) -> dict:
+        return {"features": emb.features, "sizes": np.array([*emb.original_size, *emb.input_size])}
+
+    def unpack(self, arrays: dict) -> Embedding:
+        h0, w0, h1, w1 = (int(v) for v in arrays["sizes"])
+        return Embedding(arrays["features"], (h0, w0), (h1, w1), arrays["features"].nbytes)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 
 import numpy as np
 
-from fakes import FakeModel
+from fakes import PackingModel
 from slicesam.engine import Session
 from slicesam.engine.cache import EmbeddingCache
 from slicesam.engine.prefetch import Prefetcher, nearest_first
@@ -107,21 +106,6 @@ def test_prefetch_errors_are_reported_not_raised():
     pre.stop()
     assert isinstance(pre.error, RuntimeError)
     assert any("failed" in s for s in statuses)
-
-
-class PackingModel(FakeModel):
-    """The fake model with the pack/unpack pair the on-disk cache needs."""
-
-    @property
-    def capabilities(self):
-        return dataclasses.replace(super().capabilities, packs_embeddings=True)
-
-    def pack(self, emb: Embedding) -> dict:
-        return {"features": emb.features, "sizes": np.array([*emb.original_size, *emb.input_size])}
-
-    def unpack(self, arrays: dict) -> Embedding:
-        h0, w0, h1, w1 = (int(v) for v in arrays["sizes"])
-        return Embedding(arrays["features"], (h0, w0), (h1, w1), arrays["features"].nbytes)
 
 
 def test_disk_cache_makes_a_second_session_start_warm(two_balls, tmp_path):

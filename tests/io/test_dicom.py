@@ -776,3 +776,42 @@ def test_an_autosaved_session_on_a_dicom_series_restores(tmp_path) -> None:
     assert back.object_ids == [obj] and back.objects[obj].name == "lesion"
     np.testing.assert_array_equal(back.labels, sess.labels)
     assert back.volume.geometry.series_uid == ct_uid
+
+
+def test_a_read_only_pacs_export_keeps_its_session_and_embeddings_in_the_user_cache(
+    tmp_path, monkeypatch
+) -> None:
+    """A series in a folder the user may not write (a PACS export, a CD): the sidecar goes to
+    the user cache, restoring from the folder finds it there, and a second session on the
+    series starts with every embedding from the disk cache."""
+    import slicesam.engine.autosave as autosave_mod
+    from fakes import PackingModel
+    from slicesam.engine.session import Session
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SLICESAM_CACHE_DIR", str(cache))
+    export = tmp_path / "pacs" / "CT"
+    stack = np.zeros((6, 16, 16), np.uint16)
+    stack[1:5, 4:12, 5:11] = 1300
+    write_series(export, stack)
+    monkeypatch.setattr(
+        autosave_mod, "_writable_dir", lambda folder: not str(folder).startswith(str(export.parent))
+    )
+    before = sorted(p.name for p in export.parent.iterdir())
+    vol = load_volume(export)
+    first = PackingModel()
+    sess = Session(vol, model=first, autosave=True, disk_cache=True)
+    obj = sess.new_object("block")
+    sess.add_box(obj, 3, (4, 3, 11, 12))
+    sess.propagate(obj)
+    sess.autosave.close()
+    assert sorted(p.name for p in export.parent.iterdir()) == before, "nothing in the export"
+    assert str(sess.autosave.path).startswith(str(cache))
+
+    back = Session.restore(export, model=PackingModel(), resume=False)
+    np.testing.assert_array_equal(back.labels, sess.labels)
+    second = PackingModel()
+    again = Session(load_volume(export), model=second, disk_cache=True)
+    for z in range(again.shape[0]):
+        again.embed(z)
+    assert second.embed_calls == [], "every slice came from the disk cache"
