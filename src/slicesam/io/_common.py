@@ -11,7 +11,9 @@ from slicesam.errors import VolumeReadError
 #: File name endings slicesam reads and writes, by format.
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 TIFF_SUFFIXES = (".tif", ".tiff")
-SUPPORTED_SUFFIXES = NIFTI_SUFFIXES + TIFF_SUFFIXES
+#: zarr / OME-Zarr stores (folders), read lazily (``slicesam.io.zarr_volume``).
+ZARR_SUFFIXES = (".ome.zarr", ".zarr")
+SUPPORTED_SUFFIXES = NIFTI_SUFFIXES + TIFF_SUFFIXES + ZARR_SUFFIXES
 #: Labels of a DICOM series can also be written as a DICOM Segmentation object.
 DICOM_SEG_SUFFIXES = (".dcm",)
 LABEL_SUFFIXES = SUPPORTED_SUFFIXES + DICOM_SEG_SUFFIXES
@@ -23,13 +25,15 @@ def as_path(path: str | os.PathLike[str]) -> Path:
 
 
 def file_format(path: Path) -> str | None:
-    """Return ``"nifti"``, ``"tiff"``, ``"dicom-seg"`` or ``None`` from the (case-insensitive)
-    file name ending."""
+    """Return ``"nifti"``, ``"tiff"``, ``"zarr"``, ``"dicom-seg"`` or ``None`` from the
+    (case-insensitive) file name ending."""
     name = path.name.lower()
     if name.endswith(NIFTI_SUFFIXES):
         return "nifti"
     if name.endswith(TIFF_SUFFIXES):
         return "tiff"
+    if name.endswith(ZARR_SUFFIXES):
+        return "zarr"
     if name.endswith(DICOM_SEG_SUFFIXES):
         return "dicom-seg"
     return None

@@ -22,10 +22,12 @@ from slicesam.io._common import (
     supported_list,
 )
 from slicesam.io.dicom import DicomGeometry, read_dicom_series
+from slicesam.io.lazy import LazyArray, NonFiniteGuard, slice_sample
 from slicesam.io.modality import detect_modality, normalize_modality
 from slicesam.io.nifti import NiftiGeometry, read_nifti
 from slicesam.io.tiff import read_tiff
 from slicesam.io.volume import Volume
+from slicesam.io.zarr_volume import is_zarr_store, read_zarr
 
 
 def _handle_nonfinite(data: np.ndarray, path: object, fill_nonfinite: float | None) -> np.ndarray:
@@ -113,9 +115,11 @@ def load_volume(
     fill_nonfinite: float | None = None,
     max_bytes: int | None = None,
     like: Volume | None = None,
+    lazy: bool | None = None,
 ) -> Volume:
     """Read a 3D volume from a NIfTI (``.nii``, ``.nii.gz``) or TIFF (``.tif``, ``.tiff``) file,
-    or from a folder holding a DICOM series.
+    a zarr / OME-Zarr store (a folder; see :mod:`slicesam.io.zarr_volume`), or a folder
+    holding a DICOM series.
 
     Args:
         path: the file (the format is chosen by its case-insensitive ending), or a folder of
@@ -138,9 +142,20 @@ def load_volume(
             on its voxel grid (same (z, y, x) shape; NIfTI or DICOM on both sides: same
             voxel-to-world affine of the (z, y, x) grid within 1e-3 mm; otherwise the same
             voxel size), else an error.
+        lazy: zarr and OME-Zarr stores are always read lazily; TIFF and NIfTI files are
+            read lazily when their (z, y, x) voxels take more than 1 GiB
+            (:data:`slicesam.io.lazy.LAZY_BYTES`; ``lazy=None``, the default), because
+            below that one whole read is quicker than per-slice decoding and keeps every
+            in-memory figure as it was; ``True`` reads them lazily at any size, ``False``
+            never (DICOM series are always read whole). A lazy ``data`` is a
+            :class:`~slicesam.io.lazy.LazyArray`: only the slices indexed are read, NaN/inf
+            voxels are refused (or filled) slice by slice when read, and the modality is
+            detected from a sample of slices; napari shows it through
+            :func:`slicesam.io.lazy.layer_data` (a dask array).
 
     Returns:
-        A :class:`Volume` whose ``data`` is (z, y, x), fully read into memory (C-contiguous):
+        A :class:`Volume` whose ``data`` is (z, y, x), fully read into memory (C-contiguous)
+        unless read lazily (``lazy``):
         NIfTI and DICOM reoriented to the closest canonical LPS orientation (z
         inferior->superior, y anterior->posterior, x right->left), file dtype when unscaled,
         float32 when the header scales (DICOM: int16 when the rescale is integral and fits,
@@ -168,8 +183,20 @@ def load_volume(
         raise VolumeReadError(
             f"like= must be the image Volume (from load_volume), got {type(like).__name__}"
         )
+    if lazy is not None and not isinstance(lazy, bool):
+        raise VolumeReadError(f"lazy must be True, False or None, got {lazy!r}")
     if not p.exists():
         raise VolumeReadError(f"{p}: no such file")
+    if file_format(p) == "zarr" or is_zarr_store(p):
+        if series is not None:
+            raise VolumeReadError(f"series= picks a DICOM series; {p} is a zarr store")
+        if not p.is_dir():
+            raise VolumeReadError(
+                f"{p} is a file, but a zarr store is a folder (zipped stores are not read): "
+                "unzip it first"
+            )
+        data, spacing, unit, geometry, meta = read_zarr(p, channel)
+        return _finish(p, "zarr", data, spacing, unit, geometry, meta, fill, wanted_modality, like)
     if p.is_dir():
         single_channel(p, channel)
         data, spacing, unit, geometry, meta = read_dicom_series(p, series, limit)
@@ -201,7 +228,7 @@ def load_volume(
             f"{p} is empty (0 bytes): the export or copy did not finish; re-export or re-copy it"
         )
     reader = read_nifti if fmt == "nifti" else read_tiff
-    data, spacing, unit, geometry, meta = reader(p, channel, limit)
+    data, spacing, unit, geometry, meta = reader(p, channel, limit, lazy)
     return _finish(p, fmt, data, spacing, unit, geometry, meta, fill, wanted_modality, like)
 
 
@@ -220,11 +247,17 @@ def _finish(
     """The :class:`Volume` of what a reader returned (checks shared by all formats)."""
     if any(n == 0 for n in data.shape):
         raise VolumeReadError(f"{p} is empty (shape {tuple(data.shape)})")
-    data = _handle_nonfinite(data, p, fill)
+    if isinstance(data, LazyArray):
+        if np.issubdtype(data.dtype, np.floating):
+            data = NonFiniteGuard(data, fill, str(p))
+    else:
+        data = _handle_nonfinite(data, p, fill)
     if fmt == "dicom":  # the header's Modality (CT, MR), else unknown
         found = wanted_modality or meta.get("modality")
-    else:
+    elif wanted_modality or fmt == "zarr":
         found = wanted_modality or detect_modality(data, fmt)
+    else:  # a lazy volume: from a sample of slices
+        found = detect_modality(slice_sample(data), fmt)
     volume = Volume(
         data=data,
         spacing=tuple(float(s) for s in spacing),  # type: ignore[arg-type]

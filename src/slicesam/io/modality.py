@@ -36,14 +36,14 @@ def detect_modality(data: np.ndarray, file_format: str) -> str | None:
 
     Args:
         data: the (z, y, x) voxel array as loaded (scaling applied).
-        file_format: ``"nifti"`` or ``"tiff"``.
+        file_format: ``"nifti"``, ``"tiff"`` or ``"zarr"``.
 
     Returns:
-        ``"microscopy"`` for TIFF; for NIfTI ``"CT"`` when the dtype is signed (signed integer
-        or float) and the minimum is at or below -500 (Hounsfield units), else ``"MR"``;
-        ``None`` for an unknown format.
+        ``"microscopy"`` for TIFF and zarr/OME-Zarr; for NIfTI ``"CT"`` when the dtype is
+        signed (signed integer or float) and the minimum is at or below -500 (Hounsfield
+        units), else ``"MR"``; ``None`` for an unknown format.
     """
-    if file_format == "tiff":
+    if file_format in ("tiff", "zarr"):
         return "microscopy"
     if file_format != "nifti":
         return None

@@ -41,6 +41,7 @@ from slicesam.io._common import (
     pick_channel,
     single_channel,
 )
+from slicesam.io.lazy import SourceSlices, wants_lazy
 
 LPS_ORNT = axcodes2ornt(("L", "P", "S"))
 
@@ -231,9 +232,41 @@ def _spacing_zyx(header: nib.Nifti1Header, affine: np.ndarray, ornt: np.ndarray)
     return (lps[2], lps[1], lps[0])
 
 
+def _lazy_zyx(
+    path: Path, img: nib.Nifti1Image, index: tuple, ornt: np.ndarray, scaled: bool
+) -> SourceSlices:
+    """The reoriented (z, y, x) view of the file's array proxy, reading only the voxels
+    indexed (the same flips and transposition as :meth:`NiftiGeometry.to_zyx`)."""
+    dtype = np.dtype(img.header.get_data_dtype())
+    if dtype.kind == "c":
+        raise VolumeReadError(f"{path} holds complex voxels ({dtype}); not supported")
+    proxy = img.dataobj
+    offset = int(getattr(proxy, "offset", 0))
+    if not path.name.lower().endswith(".gz"):  # a cut file is found now, as when read whole
+        needed = offset + math.prod(int(n) for n in img.shape) * dtype.itemsize
+        if path.stat().st_size < needed:
+            raise VolumeReadError(
+                f"could not read the voxel data of {path} (the file is truncated or corrupt): "
+                f"the header needs {needed} bytes, the file has {path.stat().st_size}; "
+                "re-export or re-download it"
+            )
+    plan: list[int | tuple[str, bool]] = [
+        ("xyz"[int(dst)], bool(flip < 0)) for dst, flip in ornt
+    ]  # LPS axis 0, 1, 2 = x, y, z of (z, y, x)
+    plan += [int(i) for i in index[3:]]
+    out = np.dtype(np.float32) if scaled else dtype.newbyteorder("=")
+    return SourceSlices(
+        proxy,
+        plan,
+        dtype=out,
+        convert=(lambda a: a.astype(np.float32, copy=False)) if scaled else None,
+        origin=str(path),
+    )
+
+
 def read_nifti(
-    path: Path, channel: int | None, max_bytes: int | None = None
-) -> tuple[np.ndarray, tuple[float, float, float], str, NiftiGeometry, dict]:
+    path: Path, channel: int | None, max_bytes: int | None = None, lazy: bool | None = False
+) -> tuple[np.ndarray | SourceSlices, tuple[float, float, float], str, NiftiGeometry, dict]:
     """Read a NIfTI file into a (z, y, x) array in canonical LPS orientation.
 
     Args:
@@ -242,11 +275,17 @@ def read_nifti(
             images, or RGB components) for multichannel files; ``None`` for 3D files.
         max_bytes: memory the read may use; ``None``: the memory available now. Checked
             from the header before any voxel is read; only the chosen channel is read
-            (nibabel array proxy slicing).
+            (nibabel array proxy slicing). Not used for lazy reads.
+        lazy: True reads no voxel now: ``data`` is a lazy (z, y, x)
+            :class:`~slicesam.io.lazy.SourceSlices` over nibabel's array proxy (slow on
+            ``.nii.gz`` without indexed_gzip: each read decompresses up to its slice); None
+            decides by size (:func:`~slicesam.io.lazy.wants_lazy`); False reads it all.
+            RGB files are always read whole.
 
     Returns:
         ``(data, spacing, unit, geometry, meta)``: ``data`` (z, y, x), all voxels read into
-        memory, file dtype when unscaled, float32 when ``scl_slope``/``scl_inter`` apply;
+        memory (unless lazy), file dtype when unscaled, float32 when
+        ``scl_slope``/``scl_inter`` apply;
         ``spacing`` (z, y, x) from the header zooms; ``unit`` ("mm", "um", "m").
 
     Raises:
@@ -267,13 +306,17 @@ def read_nifti(
     dtype = header.get_data_dtype()
     n_voxels = math.prod(shape[:3])
     n_all = math.prod(shape[3:]) if dtype.fields is not None else 1
-    check_fits(
-        path,
-        _peak_bytes(n_voxels, dtype, _is_scaled(img), n_all),
-        f"one {shape[0]}x{shape[1]}x{shape[2]} volume of "
-        + ("RGB" if dtype.fields is not None else str(dtype)),
-        max_bytes,
-    )
+    scaled = _is_scaled(img)
+    nbytes = n_voxels * (4 if scaled else dtype.itemsize)
+    read_lazily = dtype.fields is None and wants_lazy(lazy, nbytes)
+    if not read_lazily:
+        check_fits(
+            path,
+            _peak_bytes(n_voxels, dtype, scaled, n_all),
+            f"one {shape[0]}x{shape[1]}x{shape[2]} volume of "
+            + ("RGB" if dtype.fields is not None else str(dtype)),
+            max_bytes,
+        )
     if dtype.fields is not None:  # RGB / RGBA NIfTI: structured voxels -> trailing channels
         try:
             raw = np.asanyarray(img.dataobj)
@@ -307,20 +350,11 @@ def read_nifti(
         single_channel(path, channel)
         index += (0,) * (len(shape) - 3)
 
-    try:
-        data = np.asanyarray(source[index])  # type: ignore[index]
-    except Exception as exc:  # EOFError, zlib.error, OSError("Expected n bytes") ...
-        raise VolumeReadError(
-            f"could not read the voxel data of {path} (the file may be truncated or corrupt): "
-            f"{describe_exception(exc)}; re-export or re-download it"
-        ) from exc
-    data = np.asarray(data)
-    if np.iscomplexobj(data):
-        raise VolumeReadError(f"{path} holds complex voxels ({data.dtype}); not supported")
-    if _is_scaled(img) and data.dtype != np.float32:
-        data = data.astype(np.float32)
-
     ornt = ornt_transform(io_orientation(affine), LPS_ORNT)
+    if read_lazily:
+        data = _lazy_zyx(path, img, index, ornt, scaled)
+    else:
+        data = _read_zyx(path, source, index, ornt, scaled)
     geometry = NiftiGeometry(
         header=header.copy(),
         affine=affine,
@@ -328,7 +362,6 @@ def read_nifti(
         ornt=ornt,
         nifti2=isinstance(img, nib.Nifti2Image),
     )
-    zyx = np.ascontiguousarray(geometry.to_zyx(data))
     spacing = _spacing_zyx(header, affine, ornt)
     unit = _space_unit(header)
     meta = {
@@ -339,7 +372,26 @@ def read_nifti(
         "n_channels": n_channels,
         "channel_axis": axis_name,
     }
-    return zyx, spacing, unit, geometry, meta
+    return data, spacing, unit, geometry, meta
+
+
+def _read_zyx(
+    path: Path, source: object, index: tuple, ornt: np.ndarray, scaled: bool
+) -> np.ndarray:
+    """The indexed voxels read into memory and reoriented to (z, y, x)."""
+    try:
+        data = np.asanyarray(source[index])  # type: ignore[index]
+    except Exception as exc:  # EOFError, zlib.error, OSError("Expected n bytes") ...
+        raise VolumeReadError(
+            f"could not read the voxel data of {path} (the file may be truncated or corrupt): "
+            f"{describe_exception(exc)}; re-export or re-download it"
+        ) from exc
+    data = np.asarray(data)
+    if np.iscomplexobj(data):
+        raise VolumeReadError(f"{path} holds complex voxels ({data.dtype}); not supported")
+    if scaled and data.dtype != np.float32:
+        data = data.astype(np.float32)
+    return np.ascontiguousarray(apply_orientation(data, ornt).transpose(2, 1, 0))
 
 
 def write_nifti(

@@ -28,6 +28,7 @@ from slicesam.io._common import (
     pick_channel,
     single_channel,
 )
+from slicesam.io.lazy import SourceSlices, wants_lazy
 
 _UM = "um"
 _UNIT_ALIASES = {
@@ -179,15 +180,20 @@ def _axes_shape(tf: tifffile.TiffFile, series: tifffile.TiffPageSeries) -> tuple
     """Axes and shape to interpret; keeps a singleton Z where the file says it is a stack."""
     full_axes = series.get_axes(False)
     full_shape = tuple(int(s) for s in series.get_shape(False))
+    kept = _kept_axes(tf, full_axes, full_shape)
+    return "".join(full_axes[i] for i in kept), tuple(full_shape[i] for i in kept)
+
+
+def _kept_axes(tf: tifffile.TiffFile, full_axes: str, full_shape: tuple) -> list[int]:
+    """Positions (in the unsqueezed series) of the axes :func:`_axes_shape` keeps."""
     if tf.is_shaped and not tf.is_imagej and not tf.is_ome:
-        return full_axes, full_shape  # shaped metadata: the shape exactly as written
+        return list(range(len(full_axes)))  # shaped metadata: the shape exactly as written
     keep_z = bool(tf.is_imagej and "slices" in (tf.imagej_metadata or {}))
-    axes, shape = "", []
-    for ax, n in zip(full_axes, full_shape):
-        if n != 1 or ax in "YX" or (ax == "Z" and keep_z):
-            axes += ax
-            shape.append(n)
-    return axes, tuple(shape)
+    return [
+        i
+        for i, (ax, n) in enumerate(zip(full_axes, full_shape))
+        if n != 1 or ax in "YX" or (ax == "Z" and keep_z)
+    ]
 
 
 def _plan(
@@ -304,6 +310,46 @@ def _read_selected(
     return np.asarray(series.asarray()).reshape(shape)[index]
 
 
+def _lazy_selected(path: Path, axes: str, index: tuple) -> SourceSlices:
+    """The (z, y, x) view of the first series, read page by page through tifffile's zarr
+    store (``aszarr``); the file stays open for the life of the view."""
+    import zarr
+
+    tf = tifffile.TiffFile(path)
+    try:
+        series = tf.series[0]
+        dtype = series.dtype
+        if dtype is None or dtype.kind not in "biuf":
+            raise VolumeReadError(f"{path}: unsupported TIFF data type {dtype}")
+        full_axes = series.get_axes(False)
+        full_shape = tuple(int(n) for n in series.get_shape(False))
+        offset = series.dataoffset
+        end = None if offset is None else offset + math.prod(full_shape) * dtype.itemsize
+        if end is not None and end > path.stat().st_size:
+            raise VolumeReadError(
+                f"could not read {path} as TIFF: the file is truncated (the image data need "
+                f"{format_bytes(end)}, the file has {format_bytes(path.stat().st_size)}); "
+                "re-export or re-copy it"
+            )
+        source = zarr.open(series.aszarr(level=0, squeeze=False), mode="r")
+    except BaseException:
+        tf.close()
+        raise
+    plan: list[int | tuple[str, bool]] = [0] * len(full_axes)
+    for pos, ax, ix in zip(_kept_axes(tf, full_axes, full_shape), axes, index):
+        plan[pos] = (ax.lower(), False) if isinstance(ix, slice) else int(ix)
+    bool_data = dtype.kind == "b"
+    return SourceSlices(
+        source,
+        plan,
+        dtype=np.dtype(np.uint8) if bool_data else dtype.newbyteorder("="),
+        convert=(lambda a: a.astype(np.uint8)) if bool_data else None,
+        lock=True,  # one file handle for every thread
+        origin=str(path),
+        owner=tf,
+    )
+
+
 @contextlib.contextmanager
 def _quiet_tifffile():
     """Silence tifffile's own log lines while reading: a damaged file's problem is reported
@@ -318,8 +364,8 @@ def _quiet_tifffile():
 
 
 def read_tiff(
-    path: Path, channel: int | None, max_bytes: int | None = None
-) -> tuple[np.ndarray, tuple[float, float, float], str, TiffGeometry, dict]:
+    path: Path, channel: int | None, max_bytes: int | None = None, lazy: bool | None = False
+) -> tuple[np.ndarray | SourceSlices, tuple[float, float, float], str, TiffGeometry, dict]:
     """Read the first series of a TIFF file as a (z, y, x) array.
 
     Axes: Y and X are the image plane; Z is the ``Z`` axis or, without one, the last generic
@@ -332,7 +378,11 @@ def read_tiff(
         channel: index along the single channel axis, ``None`` for single-channel stacks.
         max_bytes: memory the read may use; ``None``: the memory available now. Checked from
             the tags before any pixel is read. Uncompressed contiguous files are
-            memory-mapped and only the chosen channel is copied.
+            memory-mapped and only the chosen channel is copied. Not used for lazy reads.
+        lazy: True reads nothing now: ``data`` is a lazy (z, y, x)
+            :class:`~slicesam.io.lazy.SourceSlices` that decodes the pages indexed
+            (tifffile's ``aszarr`` store); None decides by size
+            (:func:`~slicesam.io.lazy.wants_lazy`); False reads the volume into memory.
 
     Returns:
         ``(data, spacing, unit, geometry, meta)``: ``data`` (z, y, x) in the file's dtype
@@ -354,7 +404,12 @@ def read_tiff(
             unit_text = _unit_text(tf)
             resolution = _raw_resolution(tf.pages[0])
             imagej = bool(tf.is_imagej)
-            data = _read_selected(path, tf, series, shape, index, max_bytes)
+            n_kept = math.prod(n for n, ix in zip(shape, index) if isinstance(ix, slice))
+            itemsize = series.dtype.itemsize if series.dtype is not None else 1
+            if wants_lazy(lazy, n_kept * itemsize):
+                data = _lazy_selected(path, axes, index)
+            else:
+                data = _read_selected(path, tf, series, shape, index, max_bytes)
     except VolumeReadError:
         raise
     except Exception as exc:  # TiffFileError, ValueError (truncated), OSError, struct ...
@@ -366,12 +421,13 @@ def read_tiff(
             f"{describe_exception(exc)}"
         ) from exc
 
-    kept = "".join(ax for ax, ix in zip(axes, index) if isinstance(ix, slice))
-    data = np.ascontiguousarray(np.moveaxis(data, [kept.index(a) for a in "ZYX"], [0, 1, 2]))
-    if data.dtype == bool:
-        data = data.astype(np.uint8)
-    if np.iscomplexobj(data):
-        raise VolumeReadError(f"{path} holds complex voxels ({data.dtype}); not supported")
+    if isinstance(data, np.ndarray):
+        kept = "".join(ax for ax, ix in zip(axes, index) if isinstance(ix, slice))
+        data = np.ascontiguousarray(np.moveaxis(data, [kept.index(a) for a in "ZYX"], [0, 1, 2]))
+        if data.dtype == bool:
+            data = data.astype(np.uint8)
+        if np.iscomplexobj(data):
+            raise VolumeReadError(f"{path} holds complex voxels ({data.dtype}); not supported")
 
     geometry = TiffGeometry(
         spacing=spacing,

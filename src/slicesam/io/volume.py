@@ -1,4 +1,5 @@
-"""The in-memory volume: voxel data in (z, y, x) plus what is needed to write labels back."""
+"""The volume: voxel data in (z, y, x) (in memory, or lazy) plus what is needed to write labels
+back."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from slicesam.io.lazy import LazyArray
+
 MODALITIES = ("CT", "MR", "microscopy")
 
 
@@ -16,21 +19,24 @@ class Volume:
     """A 3D image in the slicing orientation.
 
     Attributes:
-        data: (z, y, x) array. NIfTI volumes and DICOM series are reoriented to the closest
-            canonical LPS orientation (z inferior->superior, y anterior->posterior, x
-            right->left); TIFF stacks stay as stored (ZYX). The dtype is the file's (scaling
-            applied for NIfTI; RescaleSlope/Intercept applied for DICOM).
+        data: (z, y, x) array: a ``numpy.ndarray`` in memory, or for large files and zarr
+            stores a :class:`~slicesam.io.lazy.LazyArray` that reads only the slices
+            indexed (``data[z]`` is a numpy (y, x) array either way). NIfTI volumes and
+            DICOM series are reoriented to the closest canonical LPS orientation (z
+            inferior->superior, y anterior->posterior, x right->left); TIFF stacks and zarr
+            stores stay as stored (ZYX). The dtype is the file's (scaling applied for NIfTI;
+            RescaleSlope/Intercept applied for DICOM).
         spacing: voxel size (z, y, x), in mm for NIfTI and DICOM and in the file's unit for
-            TIFF.
+            TIFF and zarr.
         modality: "CT", "MR", "microscopy" or None when unknown.
         path: the file (or, for DICOM, the folder) the volume came from, if any.
         geometry: format-specific source geometry used by ``save_labels(like=...)`` to write
-            a file whose geometry equals the source's (``NiftiGeometry``, ``DicomGeometry``
-            or ``TiffGeometry``).
+            a file whose geometry equals the source's (``NiftiGeometry``, ``DicomGeometry``,
+            ``TiffGeometry`` or ``ZarrGeometry``).
         unit: physical unit of ``spacing`` ("mm", "um", ...).
     """
 
-    data: np.ndarray
+    data: np.ndarray | LazyArray
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
     modality: str | None = None
     path: Path | None = None

@@ -17,6 +17,7 @@ from slicesam.io.dicom_seg import build_dicom_seg
 from slicesam.io.nifti import NiftiGeometry, write_nifti
 from slicesam.io.tiff import TiffGeometry, write_tiff
 from slicesam.io.volume import Volume
+from slicesam.io.zarr_labels import write_ome_zarr_labels
 
 
 def _smallest_unsigned(max_value: int) -> np.dtype:
@@ -91,7 +92,10 @@ def save_labels(
     Args:
         path: output file; the format follows its ending (``.nii``/``.nii.gz``,
             ``.tif``/``.tiff``, or ``.dcm`` for a DICOM-SEG of a volume loaded from a DICOM
-            series). Missing parent folders are created.
+            series; ``.zarr``/``.ome.zarr`` for an OME-Zarr label image, written into the
+            ``labels`` group when the path is the OME-Zarr image itself, see
+            :func:`slicesam.io.zarr_labels.write_ome_zarr_labels`). Missing parent folders
+            are created.
         labels: (z, y, x) integer array with ``like.data.shape`` (0 = background). See
             :func:`as_label_array` for accepted dtypes (bool -> uint8, integral floats ->
             uint16/uint32, signed -> unsigned; negative values are an error).
@@ -137,6 +141,8 @@ def save_labels(
             "of a DICOM series, and this volume was not loaded from one (load the series "
             "folder, or save as .nii.gz); nothing was written"
         )
+    if fmt == "zarr":  # streamed slice by slice (labels may be a store larger than memory)
+        return write_ome_zarr_labels(p, labels, like, names=names, colors=colors)
     arr = np.asarray(labels)
     expected = tuple(int(s) for s in like.data.shape)
     if arr.shape != expected:
