@@ -23,6 +23,25 @@ def test_no_torch_on_import(statement):
     assert out.stdout.split() == ["False", "False"], out.stdout
 
 
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import slicesam",
+        "import slicesam; slicesam.load_volume; slicesam.save_labels; slicesam.Session",
+        "import slicesam.engine",
+    ],
+)
+def test_no_zarr_dask_or_ome_zarr_on_import(statement):
+    """zarr, dask and ome-zarr are imported when a zarr store or lazy volume is used, never
+    by importing the package or its public names."""
+    code = (
+        f"{statement}\nimport sys\n"
+        "print([m for m in ('zarr', 'dask', 'ome_zarr', 'numcodecs') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
 def test_public_api():
     import slicesam
 

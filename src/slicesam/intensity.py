@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import SliceSamError
+from .io.lazy import slice_sample
 
 #: Named CT windows in Hounsfield units (lo, hi).
 CT_PRESETS: dict[str, tuple[float, float]] = {
@@ -26,14 +27,17 @@ def default_window(data: np.ndarray, modality: str | None) -> tuple[float, float
 
     CT gets the soft-tissue window (-160, 240) HU. Every other modality gets the 0.5 and 99.5
     percentiles of the voxels above the volume minimum (background excluded), as in MedSAM's
-    own preprocessing.
+    own preprocessing. For a lazy volume these come from a sample of evenly spaced slices
+    (:func:`slicesam.io.lazy.slice_sample`), never from a pass over the whole volume.
 
     Args:
-        data: (z, y, x) array of any real dtype.
+        data: (z, y, x) array of any real dtype: in memory (every voxel counts), or lazy
+            (:class:`~slicesam.io.lazy.LazyArray`, zarr, dask: the sample counts).
         modality: "CT", "MR", "microscopy" or None.
     """
     if modality == "CT":
         return CT_PRESETS["soft_tissue"]
+    data = slice_sample(data)
     finite = data[np.isfinite(data)] if np.issubdtype(data.dtype, np.floating) else data.ravel()
     if finite.size == 0:
         raise SliceSamError("the volume has no finite voxel: no intensity window can be computed")

@@ -15,10 +15,19 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..errors import PromptError, SliceSamError
+from ..errors import PromptError
 from . import review
 from .history import Action, History, SliceDiff
 from .journal import journaled
+from .label_volume import (
+    Labels,
+    changed_slices,
+    check_labels,
+    copy_labels,
+    label_values,
+    object_block,
+    slices_with,
+)
 from .masks import paint
 from .objects import USER, SegObject, SliceRecord
 
@@ -33,17 +42,19 @@ class Annotation:
     Args:
         shape: (z, y, x) shape of the volume annotated.
         labels: an existing integer label array of that shape to write into (e.g. a napari
-            Labels layer's data); a new uint16 array of zeros when None. Its non-zero values
-            become objects.
+            Labels layer's data), or a label store (:class:`~slicesam.io.lazy.SliceStore`,
+            e.g. a zarr store on disk: then every change reads and writes single slices, and
+            whole-volume questions read only the slices holding labels); a new uint16 array
+            of zeros when None. Its non-zero values become objects.
     """
 
-    def __init__(self, shape: tuple[int, int, int], labels: np.ndarray | None = None) -> None:
+    def __init__(self, shape: tuple[int, int, int], labels: Labels | None = None) -> None:
         self.labels = self._init_labels(tuple(int(s) for s in shape), labels)
         # The label volume as the session last left it: edits made behind its back (napari's
         # paint brush) are found by comparison in sync_external_edits().
-        self._shadow = self.labels.copy()
+        self._shadow = copy_labels(self.labels)
         self._objects: dict[int, SegObject] = {
-            int(v): SegObject(int(v), f"object {int(v)}") for v in np.unique(self.labels) if v
+            v: SegObject(v, f"object {v}") for v in sorted(label_values(self.labels)) if v
         }
         self._history = History()
         self._listeners: list[Callable[[list[int]], None]] = []
@@ -51,14 +62,10 @@ class Annotation:
         self.lock = threading.RLock()
 
     @staticmethod
-    def _init_labels(shape: tuple[int, ...], labels: np.ndarray | None) -> np.ndarray:
+    def _init_labels(shape: tuple[int, ...], labels: Labels | None) -> Labels:
         if labels is None:
             return np.zeros(shape, dtype=np.uint16)
-        if labels.shape != shape:
-            raise SliceSamError(f"labels shape {labels.shape} does not match the volume's {shape}")
-        if not np.issubdtype(labels.dtype, np.integer):
-            raise SliceSamError(f"labels must have an integer dtype, got {labels.dtype}")
-        return labels
+        return check_labels(labels, shape)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -115,7 +122,7 @@ class Annotation:
         """
         with self.lock:
             if label_id is None:
-                used = set(self._objects) | {int(v) for v in np.unique(self.labels)}
+                used = set(self._objects) | label_values(self.labels)
                 label_id = 1
                 while label_id in used:
                     label_id += 1
@@ -125,6 +132,13 @@ class Annotation:
                 label_id = int(label_id)
                 if label_id in self._objects:
                     raise PromptError(f"label id {label_id} is already used by another object")
+            if label_id > np.iinfo(self.labels.dtype).max and not isinstance(
+                self.labels, np.ndarray
+            ):
+                raise PromptError(
+                    f"label id {label_id} does not fit the label store's {self.labels.dtype}; "
+                    "create the store with a wider dtype (uint32)"
+                )
             if label_id > UINT16_MAX and self.labels.dtype.itemsize < 4:
                 self.labels = self.labels.astype(np.uint32)
                 self._shadow = self._shadow.astype(np.uint32)
@@ -158,8 +172,8 @@ class Annotation:
             self._get(obj, for_edit=False)
             before = self._state()
             writes = {
-                int(z): paint(self.labels[z], int(obj), np.zeros(self.shape[1:], bool))
-                for z in np.flatnonzero((self.labels == obj).any(axis=(1, 2)))
+                z: paint(self.labels[z], int(obj), np.zeros(self.shape[1:], bool))
+                for z in slices_with(self.labels, int(obj))
             }
             del self._objects[int(obj)]
             self._apply(f"delete object {obj}", before, writes)
@@ -232,13 +246,13 @@ class Annotation:
         """
         with self.lock:
             target = self._get(obj)
-            mask = self.labels == target.label_id
+            z0, mask = object_block(self.labels, target.label_id)
             new = review.postprocessed(
                 mask, fill_holes=fill_holes, keep_largest=keep_largest, per_slice=per_slice
             )
             before = self._state()
             writes = {
-                int(z): paint(self.labels[z], target.label_id, new[z])
+                z0 + int(z): paint(self.labels[z0 + int(z)], target.label_id, new[z])
                 for z in np.flatnonzero((new != mask).any(axis=(1, 2)))
             }
             what = review.postprocess_name(fill_holes=fill_holes, keep_largest=keep_largest)
@@ -273,14 +287,16 @@ class Annotation:
 
         Args:
             name: the undo entry's name.
-            slices: compare only these slices (the whole volume when None).
+            slices: compare only these slices (the whole volume when None; for a label
+                store, the slices it or the last written labels may hold labels in, see
+                :func:`~slicesam.engine.label_volume.changed_slices`).
 
         Returns:
             the slices that changed (empty when nothing did).
         """
         with self.lock:
             if slices is None:
-                changed = np.flatnonzero((self.labels != self._shadow).any(axis=(1, 2)))
+                changed = np.array(changed_slices(self.labels, self._shadow), int)
             else:
                 zs = sorted({self._check_z(z) for z in slices})
                 changed = np.array(
@@ -360,7 +376,7 @@ class Annotation:
         return self._history.can_redo
 
     @property
-    def written_labels(self) -> np.ndarray:
+    def written_labels(self) -> Labels:
         """The (z, y, x) label volume as the session last wrote it: :attr:`labels` without the
         brush strokes not adopted yet (:meth:`sync_external_edits`). Read only."""
         return self._shadow
@@ -381,7 +397,7 @@ class Annotation:
         """Forget what a restore cannot bring back: the undo history and the model's mask
         logits; the current labels count as written."""
         with self.lock:
-            self._shadow = np.array(self.labels, copy=True)
+            self._shadow = copy_labels(self.labels)
             for obj in self._objects.values():
                 for record in obj.slices.values():
                     record.logits = None

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..io.lazy import is_lazy, slice_sample
 from ..models.base import Embedding, SegmentationModel
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,6 +30,16 @@ def volume_fingerprint(data: np.ndarray) -> str:
     digest.update(repr((data.shape, str(data.dtype))).encode())
     for z in range(data.shape[0]):
         digest.update(np.ascontiguousarray(data[z]).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def sample_fingerprint(data: object) -> str:
+    """A short hash of a lazy (z, y, x) array's shape, dtype and sampled slices
+    (:func:`~slicesam.io.lazy.slice_sample`): identifies it within one session without
+    reading it whole."""
+    digest = hashlib.sha256()
+    digest.update(repr((tuple(data.shape), str(data.dtype), "sample")).encode())  # type: ignore[attr-defined]
+    digest.update(np.ascontiguousarray(slice_sample(data)).tobytes())
     return digest.hexdigest()[:16]
 
 
@@ -152,10 +163,20 @@ def session_cache(
 ) -> EmbeddingCache:
     """The embedding cache of a session on the (z, y, x) ``data`` seen through ``window`` by
     ``model``; with ``disk_cache`` (True: the user cache folder; or a folder) backed by an
-    on-disk store, for models whose embeddings can be packed."""
+    on-disk store, for models whose embeddings can be packed.
+
+    The signature's content hash covers every voxel (:func:`volume_fingerprint`), except for
+    a lazy volume without a disk store, where the sampled slices identify it
+    (:func:`sample_fingerprint`), so that a session on a volume larger than memory reads
+    only the slices it embeds. With a disk store a lazy volume is hashed whole (one pass,
+    slice by slice), so a store never serves embeddings of changed content."""
+    on_disk = bool(disk_cache) and model.capabilities.packs_embeddings
+    content = (
+        sample_fingerprint(data) if is_lazy(data) and not on_disk else volume_fingerprint(data)
+    )
     signature = "|".join(
         [
-            volume_fingerprint(data),
+            content,
             f"{window[0]:g},{window[1]:g}",
             model.name,
             model.weights_sha256,
@@ -164,7 +185,7 @@ def session_cache(
         ]
     )
     store = None
-    if disk_cache and model.capabilities.packs_embeddings:
+    if on_disk:
         from .disk_cache import DiskEmbeddingStore, embeddings_cache_dir
 
         root = embeddings_cache_dir() if disk_cache is True else Path(disk_cache)

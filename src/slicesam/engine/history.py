@@ -27,10 +27,12 @@ class SliceDiff:
             return None
         return cls(z, changed, before.ravel()[changed], after.ravel()[changed])
 
-    def apply(self, labels: np.ndarray, *, reverse: bool = False) -> None:
+    def apply(self, labels: Any, *, reverse: bool = False) -> None:
+        """Write the diff into ``labels`` (a (z, y, x) numpy array or label store)."""
         view = labels[self.z].reshape(-1)
         view[self.index] = self.before if reverse else self.after
-        if not np.shares_memory(view, labels):  # reshape copied: write back
+        # a label store, or a reshape that copied: write back
+        if not isinstance(labels, np.ndarray) or not np.shares_memory(view, labels):
             labels[self.z] = view.reshape(labels.shape[1:])
 
 

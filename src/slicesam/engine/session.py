@@ -11,6 +11,7 @@ steps in :mod:`slicesam.engine.propagation`), review helpers are in
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 import warnings
@@ -22,6 +23,7 @@ import numpy as np
 
 from ..errors import PromptError, SliceSamError
 from ..intensity import apply_window, resolve_window
+from ..io.lazy import as_volume_data, is_lazy, slice_sample
 from ..io.volume import Volume
 from ..models.base import Embedding, Prediction, SegmentationModel
 from ..models.yield_points import set_yield_hook
@@ -33,6 +35,7 @@ from .cache import session_cache
 from .clicks import CLICK_STRATEGIES, ClickEdits, default_click_edits
 from .foreground import ForegroundGate, interactive
 from .journal import Journal, journaled
+from .label_volume import Labels, object_block
 from .masks import clip_box, paint
 from .objects import DERIVED, SegObject, SlicePrompts
 from .prompting import SliceContext, SliceResult, neighbour_mask, prompt_name, prompting_for
@@ -59,15 +62,27 @@ class Session(Annotation):
     The labels, objects and undo/redo are those of :class:`~slicesam.engine.annotation.Annotation`.
 
     Args:
-        volume: a :class:`~slicesam.io.volume.Volume` or a (z, y, x) array.
+        volume: a :class:`~slicesam.io.volume.Volume` or a (z, y, x) array. Its data may be
+            lazy (:class:`~slicesam.io.lazy.LazyArray`, or a zarr/dask array): the session
+            then reads only the slices it embeds or shows the model, plus the sample of
+            slices the default window and the checks below come from
+            (:func:`~slicesam.io.lazy.slice_sample`).
         model: a registry name ("litemedsam", "sam_vit_b", ...) or a model instance
             implementing :class:`~slicesam.models.base.SegmentationModel`.
         checkpoint: weights file for the model (required for SAM).
         device: "auto" (CUDA > MPS > CPU), "cpu", "cuda" or "mps".
         window: (lo, hi) intensity window, a CT preset name, or None for the default (CT soft
-            tissue (-160, 240) HU; otherwise the 0.5-99.5 percentiles). Fixed for the session.
+            tissue (-160, 240) HU; otherwise the 0.5-99.5 percentiles, of a sample of slices
+            for a lazy volume). Fixed for the session.
         labels: an existing (z, y, x) integer label array to write into (e.g. a napari Labels
-            layer's data); a new uint16 array of zeros when None.
+            layer's data) or label store (:class:`~slicesam.io.lazy.SliceStore`); when None,
+            a new uint16 array of zeros, or for a lazy volume a compressed in-memory zarr
+            store (:func:`~slicesam.io.zarr_labels.memory_label_store`), so the labels of a
+            volume larger than memory need not fit in it either.
+        labels_store: a path where the labels live in a chunked zarr store on disk while
+            the session runs (one chunk per slice; created when missing, reopened with its
+            labels when it exists: :func:`~slicesam.io.zarr_labels.open_label_store`).
+            Every change is written there slice by slice. Not with ``labels``.
         params: propagation thresholds; None for the defaults of the volume's modality
             (:func:`~slicesam.engine.propagation.default_params`).
         cache_bytes: memory budget of the embedding cache.
@@ -99,7 +114,7 @@ class Session(Annotation):
         checkpoint: str | Path | None = None,
         device: str = "auto",
         window: tuple[float, float] | str | None = None,
-        labels: np.ndarray | None = None,
+        labels: Labels | None = None,
         params: PropagationParams | None = None,
         cache_bytes: int = 2 * 1024**3,
         overwrite: str = "propagated",
@@ -107,6 +122,7 @@ class Session(Annotation):
         click_strategy: str = "adaptive",
         disk_cache: str | Path | bool | None = None,
         click_edits: ClickEdits | None = None,
+        labels_store: str | Path | None = None,
     ) -> None:
         if click_strategy not in CLICK_STRATEGIES:
             raise SliceSamError(
@@ -118,22 +134,36 @@ class Session(Annotation):
             raise SliceSamError(f"overwrite must be 'propagated' or 'none', got {overwrite!r}")
         self.overwrite = overwrite
         if not isinstance(volume, Volume):
-            volume = Volume(data=np.asarray(volume))
+            volume = Volume(data=as_volume_data(volume))
         if volume.data.ndim != 3:
             raise SliceSamError(
                 f"a session needs a 3D (z, y, x) volume, got shape {volume.data.shape}"
             )
-        if np.issubdtype(volume.data.dtype, np.floating) and not np.isfinite(volume.data).all():
+        lazy = is_lazy(volume.data)
+        # the voxels checked here and windowed by default: all, or a lazy volume's sample
+        seen = slice_sample(volume.data)
+        if np.issubdtype(seen.dtype, np.floating) and not np.isfinite(seen).all():
             raise SliceSamError(
                 "the volume has NaN or infinite voxels; load it with "
                 "load_volume(path, fill_nonfinite=<value>) to replace them"
             )
         self.volume = volume
+        if labels_store is not None:
+            if labels is not None:
+                raise SliceSamError("pass labels= or labels_store=, not both")
+            from ..io.zarr_labels import open_label_store
+
+            labels = open_label_store(labels_store, volume.shape)
+        elif labels is None and lazy:
+            from ..io.zarr_labels import memory_label_store
+
+            labels = memory_label_store(volume.shape)
         super().__init__(volume.data.shape, labels)
-        self.window = resolve_window(window, volume.data, volume.modality)
-        if volume.data.size and volume.data.min() == volume.data.max():
+        self.window = resolve_window(window, seen, volume.modality)
+        if seen.size and seen.min() == seen.max():
+            where = f"every voxel of the {len(seen)} slices sampled" if lazy else "every voxel"
             warnings.warn(
-                f"the volume is constant (every voxel is {volume.data.flat[0]}): there is no "
+                f"the volume is constant ({where} is {seen.flat[0]}): there is no "
                 "structure to segment; is it the right file or channel?",
                 stacklevel=2,
             )
@@ -161,6 +191,12 @@ class Session(Annotation):
         )
         #: The autosave journal (:mod:`slicesam.engine.journal`), or None.
         self.autosave: Journal | None = None
+        if autosave and not isinstance(self.labels, np.ndarray):
+            raise SliceSamError(
+                "autosave is not available when the labels are a label store (a lazy volume, "
+                "or labels_store=): its snapshots hold the whole label volume in memory; "
+                "pass labels_store=<path> to keep every change on disk instead"
+            )
         if autosave:
             from .autosave import start_autosave
 
@@ -528,8 +564,12 @@ class Session(Annotation):
         extent of ``obj`` (see :func:`slicesam.quality.object_stats`)."""
         with self.lock:
             target = self._get(obj)
-            mask = self.labels == target.label_id
-        return object_stats(mask, self.volume.spacing, self.volume.unit)
+            z0, mask = object_block(self.labels, target.label_id)
+        found = object_stats(mask, self.volume.spacing, self.volume.unit)
+        if z0 and found.z_extent is not None:
+            first, last = found.z_extent
+            found = dataclasses.replace(found, z_extent=(first + z0, last + z0))
+        return found
 
     # -- persistence ---------------------------------------------------------------------
     @classmethod
