@@ -239,3 +239,30 @@ def test_segment_cli_writes_a_seg(tmp_path, capsys, monkeypatch) -> None:
     assert back.names == {1: "block"}
     assert (back.labels == 1).sum() > 0
     assert ((back.labels == 1) & (vol.data <= 0)).sum() == 0
+
+
+def test_segment_cli_refuses_an_impossible_seg_before_loading_the_model(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    from slicesam.cli import main
+    from slicesam.models import registry
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded before the output was checked")
+
+    monkeypatch.setattr(registry, "load_model", no_model)
+    folder = series(tmp_path)
+    for f in folder.iterdir():
+        ds = pydicom.dcmread(f)
+        ds.StudyInstanceUID = ""
+        ds.save_as(f)
+    prompts = tmp_path / "p.json"
+    prompts.write_text(
+        json.dumps({"objects": [{"id": 1, "boxes": [{"z": 1, "box": [1, 1, 4, 4]}]}]})
+    )
+    code = main(
+        ["segment", str(folder), "--prompts", str(prompts), "--out", str(tmp_path / "s.dcm")]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "StudyInstanceUID" in err and "does not invent" in err
+    assert not (tmp_path / "s.dcm").exists()

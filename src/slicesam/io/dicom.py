@@ -441,7 +441,8 @@ def _choose_series(folder: Path, series: str | None) -> _Series:
         )
         raise VolumeReadError(
             f"{folder} holds {len(image_series)} DICOM image series; pick one with "
-            f"series=<SeriesInstanceUID> (load_volume(folder, series=...)){blank}. "
+            f"series=<SeriesInstanceUID> (load_volume(folder, series=...); on the command "
+            f"line --series UID){blank}. "
             f"Series: {listing}"
         )
     return image_series[0]

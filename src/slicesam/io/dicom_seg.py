@@ -101,15 +101,20 @@ def _package_version() -> str:
         return "unknown"
 
 
-def _source_datasets(geometry: DicomGeometry, path: Path) -> list[Any]:
-    """The headers of the series' slices in source order, checked against ``geometry``.
+def check_seg_possible(geometry: Any, path: Path) -> None:
+    """Fail before any work when labels on a volume of this ``geometry`` cannot become a
+    DICOM-SEG at ``path``: the volume is not a DICOM series, or the series lacks a UID the SEG
+    must reference.
 
-    Blank SOP Instance/Class UIDs of a dataset are taken from its file meta (the standard
-    makes them equal) so highdicom can reference the slice, and absent type-2 patient/study
-    attributes are added empty; nothing else is changed.
+    Raises:
+        VolumeWriteError: naming what is missing and what to do instead.
     """
-    import pydicom
-
+    if not isinstance(geometry, DicomGeometry):
+        raise VolumeWriteError(
+            f"cannot write {path.name} as DICOM-SEG: a segmentation object references the "
+            "slices of a DICOM series, and this volume was not loaded from one (load the "
+            "series folder, or save as .nii.gz); nothing was written"
+        )
     missing = [
         what
         for what, value in (
@@ -129,6 +134,18 @@ def _source_datasets(geometry: DicomGeometry, path: Path) -> list[Any]:
             "does not invent them. Save as .nii.gz instead, or re-export the series with its "
             "UIDs; nothing was written"
         )
+
+
+def _source_datasets(geometry: DicomGeometry, path: Path) -> list[Any]:
+    """The headers of the series' slices in source order, checked against ``geometry``.
+
+    Blank SOP Instance/Class UIDs of a dataset are taken from its file meta (the standard
+    makes them equal) so highdicom can reference the slice, and absent type-2 patient/study
+    attributes are added empty; nothing else is changed.
+    """
+    import pydicom
+
+    check_seg_possible(geometry, path)
     if len(geometry.source_files) != len(geometry.sop_instance_uids):
         raise VolumeWriteError(
             f"cannot write {path.name} as DICOM-SEG: the volume does not record its slice "

@@ -13,7 +13,7 @@ import numpy as np
 from slicesam.errors import VolumeWriteError
 from slicesam.io._common import as_path, file_format, format_suffix, supported_list
 from slicesam.io.dicom import DicomGeometry
-from slicesam.io.dicom_seg import build_dicom_seg
+from slicesam.io.dicom_seg import build_dicom_seg, check_seg_possible
 from slicesam.io.nifti import NiftiGeometry, write_nifti
 from slicesam.io.tiff import TiffGeometry, write_tiff
 from slicesam.io.volume import Volume
@@ -135,12 +135,8 @@ def save_labels(
             f"like= must be the image Volume the labels belong to (from load_volume), "
             f"got {type(like).__name__}; nothing was written"
         )
-    if fmt == "dicom-seg" and not isinstance(like.geometry, DicomGeometry):
-        raise VolumeWriteError(
-            f"cannot write {p.name} as DICOM-SEG: a segmentation object references the slices "
-            "of a DICOM series, and this volume was not loaded from one (load the series "
-            "folder, or save as .nii.gz); nothing was written"
-        )
+    if fmt == "dicom-seg":
+        check_seg_possible(like.geometry, p)
     if fmt == "zarr":  # streamed slice by slice (labels may be a store larger than memory)
         return write_ome_zarr_labels(p, labels, like, names=names, colors=colors)
     arr = np.asarray(labels)
