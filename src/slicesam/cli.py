@@ -34,20 +34,6 @@ def package_version() -> str:
         return "unknown"
 
 
-def _parse_window(text: str | None):
-    if text is None:
-        return None
-    if "," in text:
-        parts = text.split(",")
-        if len(parts) != 2:
-            raise SliceSamError(f"--window expects LO,HI or a preset name, got {text!r}")
-        try:
-            return float(parts[0]), float(parts[1])
-        except ValueError:
-            raise SliceSamError(f"--window expects numbers LO,HI, got {text!r}") from None
-    return text
-
-
 def _check_output(path: Path, image: str | Path | None = None) -> None:
     """Fail before any work when the output cannot be written (or would replace the image)."""
     if file_format(path) is None:
@@ -72,23 +58,24 @@ SERIES_HELP = "SeriesInstanceUID of the series to load from a DICOM folder holdi
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
+    from .batch.segment import load_inputs, segment_objects
+    from .batch.settings import parse_window
     from .engine.session import Session
-    from .io import load_volume, save_labels
-    from .prompts import read_prompts
+    from .io import save_labels
 
     progress = CliProgress(quiet=args.quiet)
     # everything the user gave is checked before the model loads (tens of seconds on a CPU)
     out = Path(args.out)
     _check_output(out, image=args.image)
-    window = _parse_window(args.window)
-    vol = load_volume(
+    window = parse_window(args.window)
+    vol, objects = load_inputs(
         args.image,
+        args.prompts,
+        series=args.series,
         channel=args.channel,
         modality=args.modality,
         fill_nonfinite=args.fill_nonfinite,
-        series=args.series,
     )
-    objects = read_prompts(args.prompts, shape=vol.shape)
     progress.note(f"loaded {vol}; {len(objects)} object{'s' if len(objects) != 1 else ''}")
     t0 = time.perf_counter()
     with progress.waiting(f"loading model {args.model}"):
@@ -99,26 +86,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         f"model {sess.model.name} on {sess.model.device} ({time.perf_counter() - t0:.1f} s), "
         f"window {sess.window}"
     )
-    for i, obj in enumerate(objects):
-        try:
-            label = sess.new_object(obj.name, label_id=obj.label_id)
-            name = obj.name or f"object {label}"
-            with progress.bar(f"{name} ({i + 1}/{len(objects)})") as callback:
-                for box in obj.boxes:
-                    sess.add_box(label, box.z, box.xyxy)
-                for point in obj.points:
-                    sess.add_point(label, point.z, point.y, point.x, point.positive)
-                for st in obj.scribbles:
-                    sess.add_scribble(label, st.z, [list(v) for v in st.points], st.positive)
-                for st in obj.lassos:
-                    sess.add_lasso(label, st.z, [list(v) for v in st.points], st.positive)
-                summary = None
-                if args.propagate:
-                    summary = sess.propagate(label, z_range=obj.z_range, progress=callback)
-            if summary is not None:
-                progress.note(str(summary))
-        except SliceSamError as exc:
-            raise SliceSamError(f"prompts objects[{i}]: {exc}") from None
+    segment_objects(sess, objects, propagate=args.propagate, bar=progress.bar, note=progress.note)
     saved = save_labels(out, sess.labels, like=vol)
     print(f"wrote {saved} ({len(objects)} objects, {time.perf_counter() - t0:.1f} s)")
     return 0
@@ -306,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_models import add_models_parser
 
     add_models_parser(sub)  # `models` (list) and `models fetch NAME`
+    from .cli_batch import add_batch_parsers
+
+    add_batch_parsers(sub)  # `batch` and `embed`: many volumes on dask.distributed
 
     info = sub.add_parser("info", help="print a volume's shape, spacing and modality")
     info.add_argument("image", help="a volume, a label file, or a folder of DICOM files")
