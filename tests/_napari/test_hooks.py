@@ -41,7 +41,14 @@ def test_manifest_is_valid(manifest: PluginManifest) -> None:
     assert {r.command for r in contrib.readers} <= ids
     assert {w.command for w in contrib.writers} <= ids
     assert {s.command for s in contrib.sample_data} <= ids
-    assert set(contrib.readers[0].filename_patterns) == {"*.nii", "*.nii.gz", "*.tif", "*.tiff"}
+    assert set(contrib.readers[0].filename_patterns) == {
+        "*.nii",
+        "*.nii.gz",
+        "*.tif",
+        "*.tiff",
+        "*.dcm",
+    }
+    assert contrib.readers[0].accepts_directories  # DICOM series folders
     assert contrib.writers[0].layer_types == ["labels"]
     assert {s.key for s in contrib.sample_data} == {"ct_abdomen", "mr_abdomen", "nuclei"}
 
@@ -120,7 +127,7 @@ def test_reader_rejects_unsupported(tmp_path: Path, ct_nifti: Path) -> None:
     assert get_reader(str(tmp_path / "archive.nii.zip")) is None
     assert get_reader([str(ct_nifti), str(tmp_path / "image.png")]) is None
     assert get_reader([]) is None
-    assert get_reader(str(tmp_path)) is None  # a folder, even if named like a file
+    assert get_reader(str(tmp_path)) is None  # a folder without DICOM files
     assert callable(get_reader(str(ct_nifti)))
     assert callable(get_reader(ct_nifti))  # Path objects too
 

@@ -562,7 +562,7 @@ def test_max_bytes_is_checked_before_reading_pixels(tmp_path, monkeypatch) -> No
     def no_pixels(*args, **kwargs):
         raise AssertionError("pixels read before the memory check")
 
-    monkeypatch.setattr(dicom, "_read_pixels", no_pixels)
+    monkeypatch.setattr(dicom, "read_pixels", no_pixels)
     load_refused(tmp_path, "too large to load", max_bytes=1000)
 
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from slicesam._napari.reader import NAMES_KEY, PATH_KEY, VOLUME_KEY
+from slicesam._napari.metadata_keys import NAMES_KEY, PATH_KEY, VOLUME_KEY
 from slicesam.errors import VolumeReadError
 from slicesam.io import Volume, load_volume
-from slicesam.io.dicom import folder_contents, looks_like_dicom_folder
+from slicesam.io.dicom_folder import folder_contents, looks_like_dicom_folder
 from slicesam.io.dicom_seg import SegReference, read_dicom_seg, seg_reference
 
 

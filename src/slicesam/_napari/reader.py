@@ -28,6 +28,12 @@ from typing import Any
 
 import numpy as np
 
+from slicesam._napari.metadata_keys import (  # noqa: F401  (NAMES_KEY: the writer imports it here)
+    NAMES_KEY,
+    NOTE_KEY,
+    PATH_KEY,
+    VOLUME_KEY,
+)
 from slicesam.intensity import default_window
 from slicesam.io import SUPPORTED_SUFFIXES, Volume, load_volume
 
@@ -35,15 +41,6 @@ from slicesam.io import SUPPORTED_SUFFIXES, Volume, load_volume
 LayerDataTuple = tuple[Any, dict[str, Any], str]
 PathOrPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 ReaderFunction = Callable[[PathOrPaths], list[LayerDataTuple]]
-
-#: ``layer.metadata`` key holding the source :class:`~slicesam.io.Volume`.
-VOLUME_KEY = "slicesam_volume"
-#: ``layer.metadata`` key holding the source file path (str).
-PATH_KEY = "slicesam_path"
-#: ``layer.metadata`` key holding {label value: object name} (DICOM-SEG segment names).
-NAMES_KEY = "slicesam_names"
-#: ``layer.metadata`` key holding a note about how the file was opened (e.g. one channel).
-NOTE_KEY = "slicesam_note"
 
 #: Lower-case file-name fragments that mark an integer volume as a label map.
 LABEL_HINTS = ("label", "seg")
@@ -238,7 +235,7 @@ def read_volumes(path: PathOrPaths) -> list[LayerDataTuple]:
 
 def _readable(path: str) -> bool:
     if os.path.isdir(path):
-        from slicesam.io.dicom import looks_like_dicom_folder
+        from slicesam.io.dicom_folder import looks_like_dicom_folder
 
         return looks_like_dicom_folder(path)
     return is_supported(path) or _is_dicom_seg_name(path)

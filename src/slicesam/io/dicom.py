@@ -21,13 +21,14 @@ data on the same world grid load to the same ``Volume.data``:
 (the SOP Instance UIDs in position order, the series/study/frame-of-reference UIDs, the affine
 and the flips/permutation applied). Nothing from the header other than UIDs, the series
 description, the modality and image geometry goes into messages: no patient identifiers.
+
+Finding the series of a folder is :mod:`slicesam.io.dicom_folder`, reading headers
+:mod:`slicesam.io.dicom_headers`, decoding pixels :mod:`slicesam.io.dicom_pixels`.
 """
 
 from __future__ import annotations
 
 import math
-import re
-import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,17 +43,18 @@ from nibabel.orientations import (
 )
 
 from slicesam.errors import VolumeReadError
-from slicesam.io._common import check_fits, describe_exception
+from slicesam.io._common import check_fits
+from slicesam.io.dicom_folder import choose_series
+from slicesam.io.dicom_headers import (
+    header_text,
+    header_uid,
+    object_kind,
+    sop_class_name,
+    valid_uid,
+)
+from slicesam.io.dicom_pixels import decoder_problem, read_pixels, rescaled
 from slicesam.io.modality import normalize_modality
 from slicesam.io.nifti import LPS_ORNT, NiftiGeometry, ReorientedGrid
-
-#: Media Storage Directory (DICOMDIR): an index of a disc or export, skipped quietly.
-MEDIA_DIRECTORY_SOP_CLASS = "1.2.840.10008.1.3.10"
-#: Segmentation Storage SOP classes: label objects that may sit next to their series; a folder
-#: with one image series and such objects still loads without ``series=``.
-SEGMENTATION_SOP_CLASSES = frozenset(
-    {"1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7"}
-)
 
 #: Two slices' direction cosines may differ by this much (about 0.006 degrees) and count as one
 #: orientation (scanners write them with 5-6 decimals).
@@ -66,9 +68,6 @@ SPACING_ATOL_MM = 0.01
 #: sheared (gantry tilt); TILT_RTOL = 1e-3 is a tilt of about 0.06 degrees.
 TILT_ATOL_MM = 0.01
 TILT_RTOL = 1e-3
-
-_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
-_PIP_NAMES = {"gdcm": "python-gdcm"}
 
 
 @dataclass(eq=False)
@@ -136,316 +135,6 @@ class DicomGeometry(ReorientedGrid):
         header.set_sform(self.affine, code=1)
         header.set_xyzt_units(xyz="mm")
         return NiftiGeometry(header, self.affine.copy(), tuple(self.shape), self.ornt.copy())
-
-
-# --------------------------------------------------------------------------- finding series
-
-
-@dataclass
-class _Series:
-    """The DICOM objects of a folder that share one SeriesInstanceUID."""
-
-    uid: str
-    items: list[tuple[Path, Any]]  # (file, header-only pydicom Dataset)
-    description: str = ""
-    modality: str = ""
-
-    @property
-    def kind(self) -> str:
-        """What the series holds: "image" (some image objects), "segmentation" or
-        "non-image"."""
-        kinds = {_kind(ds) for _f, ds in self.items}
-        if "image" in kinds:
-            return "image"
-        return "segmentation" if kinds == {"segmentation"} else "non-image"
-
-    @property
-    def label(self) -> str:
-        """The UID as shown in messages."""
-        if not self.uid:
-            return "(files without SeriesInstanceUID)"
-        return _valid_uid(self.uid) or "(damaged SeriesInstanceUID)"
-
-    def summary(self) -> str:
-        desc = repr(self.description) if self.description else "no description"
-        n = len(self.items)
-        if self.kind == "image":
-            what = f"{n} slice{'s' if n != 1 else ''}"
-        else:
-            what = f"{n} {self.kind} object{'s' if n != 1 else ''}"
-        return f"{self.label} ({desc}, {self.modality or 'no modality'}, {what})"
-
-
-_UID_RE = re.compile(r"[0-9]+(\.[0-9]+)*")
-_CODE_RE = re.compile(r"[A-Z0-9 _]{1,16}")
-
-
-def _valid_uid(text: str) -> str:
-    """``text`` when it is a well-formed UID (digits and dots, at most 64), else ""."""
-    return text if len(text) <= 64 and _UID_RE.fullmatch(text) else ""
-
-
-def _shown(text: str, max_len: int, code: bool = False) -> str:
-    """A header string fit to show: a damaged length can make one value swallow the next
-    elements (patient name included), so anything too long, with control characters or (for
-    a code string) other than A-Z, 0-9, space and _ is replaced by a placeholder."""
-    if not text:
-        return ""
-    ok = _CODE_RE.fullmatch(text) if code else len(text) <= max_len and text.isprintable()
-    return text if ok else "(damaged value)"
-
-
-def _exception_text(exc: BaseException) -> str:
-    """``describe_exception`` with quoted parts masked (they may quote header bytes)."""
-    return re.sub(r"b?'[^']*'|b?\"[^\"]*\"", "'...'", describe_exception(exc))
-
-
-def _has_dicm_magic(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(132)
-    except OSError:
-        return False
-    return head[128:132] == b"DICM"
-
-
-def _text(ds: Any, keyword: str, path: Path) -> str:
-    """A string attribute ("" when absent), or an error naming a damaged header."""
-    try:
-        value = ds.get(keyword)
-    except Exception as exc:
-        raise VolumeReadError(
-            f"{path} has a damaged DICOM header: its {keyword} cannot be read "
-            f"({type(exc).__name__}); remove or replace the file"
-        ) from exc
-    return "" if value is None else str(value).strip()
-
-
-def _uid(ds: Any, keyword: str, meta_keyword: str, path: Path) -> str:
-    """A UID of the dataset, else the file meta's (anonymisers may blank the former); "" when
-    neither is a well-formed UID."""
-    value = _text(ds, keyword, path)
-    if value:
-        return _valid_uid(value)
-    try:
-        return _valid_uid(str(ds.file_meta.get(meta_keyword, "") or "").strip())
-    except Exception:
-        return ""
-
-
-def _sop_class_name(ds: Any) -> str:
-    """The SOP class of a header by name ("CT Image Storage"), or its UID, or "unknown"."""
-    from pydicom.uid import UID
-
-    try:
-        uid = _uid(ds, "SOPClassUID", "MediaStorageSOPClassUID", Path())
-    except VolumeReadError:
-        return "unknown SOP class"
-    return UID(uid).name if uid else "unknown SOP class"
-
-
-def _kind(ds: Any) -> str:
-    """What a header read without pixels describes: "image", "segmentation" or
-    "non-image"."""
-    try:
-        sop_class = _uid(ds, "SOPClassUID", "MediaStorageSOPClassUID", Path())
-        has_grid = ds.get("Rows") is not None and ds.get("Columns") is not None
-    except Exception:  # a damaged value: the header checks name it
-        return "image"
-    if sop_class in SEGMENTATION_SOP_CLASSES:
-        return "segmentation"
-    if has_grid:
-        return "image"
-    # an image class without Rows/Columns is a damaged image: the header checks name it
-    return "image" if _is_image_class(sop_class) else "non-image"
-
-
-def _is_image_class(sop_class: str) -> bool:
-    """Whether a SOP Class UID is one of DICOM's "... Image Storage" classes."""
-    from pydicom.uid import UID
-
-    return bool(sop_class) and UID(sop_class).name.endswith("Image Storage")
-
-
-def _read_header(path: Path) -> Any | None:
-    """The header (no pixels) of a DICOM file, ``None`` for a file that is not DICOM."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    try:
-        with warnings.catch_warnings():  # pydicom's value warnings may quote header values
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
-            meta_class = str(getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID", ""))
-    except InvalidDicomError:
-        if _has_dicm_magic(path):
-            raise VolumeReadError(
-                f"{path} is a damaged DICOM file (it starts like DICOM but its header cannot "
-                "be read); remove or replace it"
-            ) from None
-        return None
-    except Exception as exc:  # struct.error, EOFError, ValueError, OSError ...
-        if _has_dicm_magic(path):
-            raise VolumeReadError(
-                f"{path} is a damaged or truncated DICOM file ({_exception_text(exc)}); "
-                "remove or replace it"
-            ) from exc
-        return None
-    if meta_class == MEDIA_DIRECTORY_SOP_CLASS:
-        return None
-    return ds
-
-
-def _scan(folder: Path) -> tuple[dict[str, _Series], int, bool]:
-    """Series of ``folder`` (its own files, not subfolders), by SeriesInstanceUID ("" groups
-    the files without one).
-
-    Returns ``(series, n_subfolders, has_dicomdir)``.
-    """
-    try:
-        entries = sorted(folder.iterdir())
-    except OSError as exc:
-        raise VolumeReadError(f"cannot list the folder {folder}: {exc.strerror or exc}") from exc
-    found: dict[str, _Series] = {}
-    subfolders = 0
-    has_dicomdir = False
-    for entry in entries:
-        if entry.is_dir():
-            subfolders += 1
-            continue
-        if not entry.is_file():
-            continue
-        if entry.name.upper() == "DICOMDIR":
-            has_dicomdir = True
-        ds = _read_header(entry)
-        if ds is None:
-            continue
-        uid = _text(ds, "SeriesInstanceUID", entry)  # "": none (files blanked by anonymisers)
-        series = found.get(uid)
-        if series is None:
-            series = found[uid] = _Series(
-                uid=uid,
-                items=[],
-                description=_shown(_text(ds, "SeriesDescription", entry), 64),
-                modality=_shown(_text(ds, "Modality", entry), 16, code=True),
-            )
-        series.items.append((entry, ds))
-    return found, subfolders, has_dicomdir
-
-
-def _no_dicom_error(folder: Path, subfolders: int, has_dicomdir: bool) -> VolumeReadError:
-    where = ""
-    if has_dicomdir:
-        where = (
-            "; it holds a DICOMDIR index, whose images are in subfolders: pass the folder that "
-            "holds the series' files"
-        )
-    elif subfolders:
-        where = (
-            f"; its {subfolders} subfolder{'s are' if subfolders != 1 else ' is'} not searched: "
-            "pass the folder that holds the series' files"
-        )
-    return VolumeReadError(
-        f"{folder} is a directory with no DICOM files in it{where}. slicesam reads a volume "
-        "file (.nii.gz, .nii, .tif, .tiff) or a folder of one DICOM series"
-    )
-
-
-def list_series(folder: str | Path) -> list[str]:
-    """One line per DICOM series in ``folder`` (its own files, not subfolders): UID,
-    description, modality and number of slices or objects. Only headers are read.
-
-    Raises:
-        VolumeReadError: the folder cannot be listed or holds no DICOM files.
-    """
-    folder = Path(folder)
-    found, subfolders, has_dicomdir = _scan(folder)
-    if not found:
-        raise _no_dicom_error(folder, subfolders, has_dicomdir)
-    return [s.summary() for s in found.values()]
-
-
-def looks_like_dicom_folder(folder: str | Path, probe: int = 16) -> bool:
-    """Whether ``folder`` holds DICOM files of its own: one of its first ``probe`` files
-    (by name) starts like DICOM ("DICM" at byte 128). Reads 132 bytes per file probed."""
-    try:
-        files = sorted(e for e in Path(folder).iterdir() if e.is_file())
-    except OSError:
-        return False
-    return any(_has_dicm_magic(f) for f in files[:probe])
-
-
-@dataclass(frozen=True)
-class FolderContents:
-    """What a folder of DICOM files holds (its own files; headers only).
-
-    Attributes:
-        image_series: (SeriesInstanceUID, SeriesDescription) of each image series, in
-            UID order ("" for files without a SeriesInstanceUID).
-        segmentations: the files holding DICOM Segmentation objects.
-    """
-
-    image_series: tuple[tuple[str, str], ...]
-    segmentations: tuple[Path, ...]
-
-
-def folder_contents(folder: str | Path) -> FolderContents:
-    """The image series and segmentation files of ``folder`` (only headers are read).
-
-    Raises:
-        VolumeReadError: the folder cannot be listed or holds no DICOM files.
-    """
-    folder = Path(folder)
-    found, subfolders, has_dicomdir = _scan(folder)
-    if not found:
-        raise _no_dicom_error(folder, subfolders, has_dicomdir)
-    series = tuple(
-        (s.uid, s.description) for _uid, s in sorted(found.items()) if s.kind == "image"
-    )
-    segs = tuple(
-        f for s in found.values() for f, ds in s.items if _kind(ds) == "segmentation"
-    )
-    return FolderContents(series, tuple(sorted(segs)))
-
-
-def _choose_series(folder: Path, series: str | None) -> _Series:
-    """The series to load, or an error listing the choices."""
-    found, subfolders, has_dicomdir = _scan(folder)
-    if not found:
-        raise _no_dicom_error(folder, subfolders, has_dicomdir)
-    listing = "; ".join(s.summary() for s in found.values())
-    image_series = [s for s in found.values() if s.kind == "image"]
-    if series is not None:
-        chosen = found.get(series)
-        if chosen is None:
-            raise VolumeReadError(
-                f"{folder} has no DICOM series {series!r}; its series: {listing}. "
-                "Pass one of these SeriesInstanceUIDs as series="
-            )
-        if chosen.kind != "image":
-            raise VolumeReadError(
-                f"series {series} in {folder} holds {chosen.kind} objects, not image slices; "
-                f"its series: {listing}"
-            )
-        return chosen
-    if not image_series:
-        raise VolumeReadError(
-            f"{folder} holds no DICOM image series, only non-image objects: {listing}"
-        )
-    if len(image_series) > 1:
-        blank = (
-            " (files without SeriesInstanceUID cannot be picked: move them into a folder of "
-            "their own)"
-            if "" in found
-            else ""
-        )
-        raise VolumeReadError(
-            f"{folder} holds {len(image_series)} DICOM image series; pick one with "
-            f"series=<SeriesInstanceUID> (load_volume(folder, series=...); on the command "
-            f"line --series UID){blank}. "
-            f"Series: {listing}"
-        )
-    return image_series[0]
 
 
 # --------------------------------------------------------------------------- header checks
@@ -662,112 +351,6 @@ def _sort_and_step(
     return ordered, float((positions[-1] - positions[0]) / (n - 1))
 
 
-def _decoder_problem(syntax: str) -> str | None:
-    """Why pixel data in ``syntax`` cannot be decoded here (naming the packages), or None."""
-    from pydicom.pixels import get_decoder
-    from pydicom.uid import UID
-
-    uid = UID(syntax)
-    if not uid.is_transfer_syntax:  # damaged, private or made up
-        shown = _valid_uid(syntax) or "a damaged UID"
-        return f"its file meta names {shown} as transfer syntax, which pydicom does not know"
-    if not uid.is_compressed:
-        return None
-    name = uid.name if uid.name != syntax else "an unknown transfer syntax"
-    try:
-        decoder = get_decoder(uid)
-    except Exception:  # NotImplementedError: no pydicom decoder for this syntax at all
-        return f"its pixel data are stored as {name} ({syntax}), which pydicom cannot decode"
-    if decoder.is_available:
-        return None
-    options = []
-    for text in decoder.missing_dependencies:
-        _plugin, _sep, needs = text.partition("requires ")
-        pkgs = [
-            _PIP_NAMES.get(p, p)
-            for p in (
-                re.split(r"[<>=!~ ]", part.strip())[0] for part in re.split(r",| and ", needs)
-            )
-            if p and p != "numpy"
-        ]
-        if pkgs:
-            options.append(" ".join(pkgs))
-    how = (
-        "; install one of: " + ", or ".join(f"`pip install {o}`" for o in options)
-        if options
-        else ""
-    )
-    return (
-        f"its pixel data are compressed as {name} ({syntax}) and no installed package can "
-        f"decode it{how}"
-    )
-
-
-# --------------------------------------------------------------------------- pixels
-
-
-def _read_pixels(item: _Slice) -> np.ndarray:
-    """The stored (rows, columns) pixel values of one slice (no rescale)."""
-    import pydicom
-
-    path = item.path
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path)
-            has_pixels = any(k in ds for k in _PIXEL_KEYWORDS)
-            arr = ds.pixel_array if has_pixels else None
-    except VolumeReadError:
-        raise
-    except Exception as exc:
-        raise VolumeReadError(
-            f"could not read the pixel data of {path} (the file may be truncated or corrupt): "
-            f"{_exception_text(exc)}; re-export or re-copy the series"
-        ) from exc
-    if arr is None:
-        raise VolumeReadError(
-            f"{path} is not an image: it has no pixel data (a non-image object in the series); "
-            "remove it from the folder"
-        )
-    arr = np.asarray(arr)
-    if arr.shape != (item.rows, item.columns):
-        raise VolumeReadError(
-            f"the pixel data of {path} have shape {tuple(arr.shape)}, the header says "
-            f"{item.rows}x{item.columns}; the file is damaged"
-        )
-    if arr.dtype.kind not in "uif":
-        raise VolumeReadError(f"{path} holds pixel data of unsupported type {arr.dtype}")
-    return arr
-
-
-def _rescaled(raw: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray) -> np.ndarray:
-    """Apply RescaleSlope/Intercept per slice: int16 when exact and in range, else float32."""
-    if (slopes == 1).all() and (intercepts == 0).all():
-        return raw
-    integral = (
-        raw.dtype.kind in "ui"
-        and np.array_equal(slopes, np.round(slopes))
-        and np.array_equal(intercepts, np.round(intercepts))
-    )
-    if integral:
-        lo = hi = None
-        for k in range(raw.shape[0]):
-            a, b = float(raw[k].min()) * slopes[k], float(raw[k].max()) * slopes[k]
-            a, b = min(a, b) + intercepts[k], max(a, b) + intercepts[k]
-            lo = a if lo is None else min(lo, a)
-            hi = b if hi is None else max(hi, b)
-        info = np.iinfo(np.int16)
-        if lo is not None and hi is not None and info.min <= lo and hi <= info.max:
-            out = np.empty(raw.shape, np.int16)
-            for k in range(raw.shape[0]):
-                out[k] = raw[k].astype(np.int32) * int(slopes[k]) + int(intercepts[k])
-            return out
-    out = np.empty(raw.shape, np.float32)
-    for k in range(raw.shape[0]):
-        out[k] = raw[k].astype(np.float64) * slopes[k] + intercepts[k]
-    return out
-
-
 def _header_modality(text: str) -> str | None:
     """slicesam's modality for a DICOM Modality code (CT, MR), else None (detect/unknown)."""
     if text.upper() not in ("CT", "MR"):
@@ -817,12 +400,12 @@ def read_dicom_series(
             f"cannot read the DICOM folder {path}: pydicom is not installed (pip install pydicom)"
         ) from exc
 
-    chosen = _choose_series(path, series)
+    chosen = choose_series(path, series)
     uid = chosen.label
     for f, ds in chosen.items:
-        if _kind(ds) != "image":
+        if object_kind(ds) != "image":
             raise VolumeReadError(
-                f"{f} is not an image slice ({_sop_class_name(ds)}) but belongs to the series "
+                f"{f} is not an image slice ({sop_class_name(ds)}) but belongs to the series "
                 f"{uid} in {path}; slicesam reads series of image slices: move it out of the "
                 "folder"
             )
@@ -851,7 +434,7 @@ def read_dicom_series(
 
     syntaxes = sorted({s.transfer_syntax for s in ordered})
     for syntax in syntaxes:
-        problem = _decoder_problem(syntax)
+        problem = decoder_problem(syntax)
         if problem:
             example = next(s.path for s in ordered if s.transfer_syntax == syntax)
             raise VolumeReadError(f"cannot read the series in {path}: {example} -- {problem}")
@@ -869,7 +452,7 @@ def read_dicom_series(
 
     raw: np.ndarray | None = None
     for k, item in enumerate(ordered):
-        pixels = _read_pixels(item)
+        pixels = read_pixels(item.path, item.rows, item.columns)
         if raw is None:
             raw = np.empty((n, rows, columns), dtype=pixels.dtype)
         elif pixels.dtype != raw.dtype:
@@ -878,7 +461,7 @@ def read_dicom_series(
     assert raw is not None
     slopes = np.array([s.slope for s in ordered])
     intercepts = np.array([s.intercept for s in ordered])
-    frames = _rescaled(raw, slopes, intercepts)
+    frames = rescaled(raw, slopes, intercepts)
 
     spacing_row, spacing_col = (float(v) for v in ordered[0].pixel_spacing)
     lps = np.eye(4)
@@ -893,14 +476,19 @@ def read_dicom_series(
         affine=affine,
         shape=(columns, rows, n),
         ornt=ornt,
-        series_uid=_valid_uid(chosen.uid) or None,
+        series_uid=valid_uid(chosen.uid) or None,
         sop_instance_uids=tuple(
-            _uid(s.ds, "SOPInstanceUID", "MediaStorageSOPInstanceUID", s.path) for s in ordered
+            header_uid(s.ds, "SOPInstanceUID", "MediaStorageSOPInstanceUID", s.path)
+            for s in ordered
         ),
-        study_uid=_valid_uid(_text(first_ds, "StudyInstanceUID", ordered[0].path)) or None,
-        frame_of_reference_uid=_valid_uid(_text(first_ds, "FrameOfReferenceUID", ordered[0].path))
+        study_uid=valid_uid(header_text(first_ds, "StudyInstanceUID", ordered[0].path)) or None,
+        frame_of_reference_uid=valid_uid(
+            header_text(first_ds, "FrameOfReferenceUID", ordered[0].path)
+        )
         or None,
-        sop_class_uid=_uid(first_ds, "SOPClassUID", "MediaStorageSOPClassUID", ordered[0].path)
+        sop_class_uid=header_uid(
+            first_ds, "SOPClassUID", "MediaStorageSOPClassUID", ordered[0].path
+        )
         or None,
         modality=chosen.modality or None,
         source_files=tuple(s.path for s in ordered),
@@ -915,7 +503,7 @@ def read_dicom_series(
         "format": "dicom",
         "source_shape": (n, rows, columns),
         "source_axcodes": "".join(geometry.source_axcodes),
-        "series_uid": _valid_uid(chosen.uid) or None,
+        "series_uid": valid_uid(chosen.uid) or None,
         "series_description": chosen.description,
         "dicom_modality": chosen.modality,
         "modality": _header_modality(chosen.modality),

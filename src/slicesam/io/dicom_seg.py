@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from slicesam.errors import VolumeReadError, VolumeWriteError
-from slicesam.io.dicom import SEGMENTATION_SOP_CLASSES, DicomGeometry
+from slicesam.io.dicom import DicomGeometry
+from slicesam.io.dicom_headers import SEGMENTATION_SOP_CLASSES
 
 #: TrackingID of a segment written by slicesam: its label value.
 _TRACKING_RE = re.compile(r"^slicesam label (\d+)$")
