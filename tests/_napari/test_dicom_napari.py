@@ -172,3 +172,26 @@ def test_dicom_journey_in_napari(make_napari_viewer, qtbot, series, monkeypatch)
     again = series.parent / "again.dcm"
     back.save(str(again), plugin="napari-slicesam")
     np.testing.assert_array_equal(load_labels(again, like=volume), made)
+
+
+@pytest.mark.gui
+@needs_display
+def test_default_save_is_nifti_when_the_series_cannot_get_a_seg(
+    make_napari_viewer, series, monkeypatch
+) -> None:
+    import pydicom
+
+    import slicesam.models.registry as registry
+    from fakes import FakeModel
+
+    monkeypatch.setattr(registry, "load_model", lambda *a, **k: FakeModel(box_only=True))
+    for f in series.iterdir():
+        ds = pydicom.dcmread(f)
+        ds.StudyInstanceUID = ""
+        ds.save_as(f)
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(series), plugin="napari-slicesam")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-slicesam", "SliceSAM")
+    widget.start(restore="fresh").wait()
+    widget.wait()
+    assert widget.default_save_path() == series.parent / "CT_labels.nii.gz"

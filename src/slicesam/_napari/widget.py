@@ -74,6 +74,7 @@ from slicesam._napari.layers import (
 from slicesam._napari.reader import NAMES_KEY, PATH_KEY, VOLUME_KEY
 from slicesam.errors import SliceSamError
 from slicesam.io import DicomGeometry, Volume, save_labels
+from slicesam.io.dicom_seg import check_seg_possible
 from slicesam.models.device import DEVICE_CHOICES
 from slicesam.models.registry import DEFAULT_MODEL, MODELS
 from slicesam.prompts import Lasso, Point, Scribble, make_box
@@ -1104,13 +1105,19 @@ class SliceSamWidget(QWidget):
     # -- saving ----------------------------------------------------------------------------
     def default_save_path(self) -> Path:
         """``<source folder>/<source stem>_labels.<source format>`` (a DICOM series folder:
-        ``<folder>_labels.dcm`` beside it; the home folder if unknown)."""
+        ``<folder>_labels.dcm`` beside it, ``.nii.gz`` when the series cannot get a SEG; the
+        home folder if unknown)."""
         source = self.volume.path if self.volume is not None else None
         if source is None:
             return Path.home() / "slicesam_labels.nii.gz"
         name = source.name
-        if isinstance(self.volume.geometry, DicomGeometry):  # a series folder: its SEG beside it
-            return source.with_name(name + "_labels.dcm")
+        if isinstance(self.volume.geometry, DicomGeometry):  # a series folder: beside it
+            seg = source.with_name(name + "_labels.dcm")
+            try:
+                check_seg_possible(self.volume.geometry, seg)
+            except SliceSamError:  # UIDs blanked by an anonymiser: NIfTI on the series grid
+                return source.with_name(name + "_labels.nii.gz")
+            return seg
         for suffix in (".nii.gz", ".nii", ".tiff", ".tif"):
             if name.lower().endswith(suffix):
                 return source.with_name(name[: -len(suffix)] + "_labels" + suffix)
