@@ -771,11 +771,34 @@ def test_an_autosaved_session_on_a_dicom_series_restores(tmp_path) -> None:
     obj = sess.new_object("lesion")
     sess.add_box(obj, 1, (1, 1, 3, 2))
     sess.autosave.close()
-    assert (tmp_path / "study.slicesam").is_dir()
+    (sidecar,) = tmp_path.glob("study.series-*.slicesam")
     back = Session.restore(folder, model="grabcut", resume=False)
     assert back.object_ids == [obj] and back.objects[obj].name == "lesion"
     np.testing.assert_array_equal(back.labels, sess.labels)
     assert back.volume.geometry.series_uid == ct_uid
+
+
+def test_each_series_of_a_folder_keeps_its_own_autosave(tmp_path) -> None:
+    """Two series in one folder: a session on the second does not push the first one's
+    sidecar aside, and each restores from its own."""
+    from slicesam import find_autosave
+    from slicesam.engine.session import Session
+
+    folder, ct_uid, mr_uid = two_series(tmp_path)
+    sessions = {}
+    for uid, name in ((ct_uid, "liver"), (mr_uid, "kidney")):
+        sess = Session(load_volume(folder, series=uid), model="grabcut", autosave=True)
+        obj = sess.new_object(name)
+        sess.add_box(obj, 1, (1, 1, 3, 2))
+        sess.autosave.close()
+        sessions[uid] = sess
+    sidecars = sorted(tmp_path.glob("study.series-*.slicesam"))
+    assert len(sidecars) == 2 and not list(tmp_path.glob("*-previous"))
+    for uid, sess in sessions.items():
+        sidecar = find_autosave(load_volume(folder, series=uid))
+        back = Session.restore(sidecar, model="grabcut", resume=False)
+        assert back.volume.geometry.series_uid == uid
+        np.testing.assert_array_equal(back.labels, sess.labels)
 
 
 def test_a_read_only_pacs_export_keeps_its_session_and_embeddings_in_the_user_cache(

@@ -19,6 +19,7 @@ No torch, Qt or napari here.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import hashlib
 import os
 import re
@@ -73,16 +74,42 @@ def _key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+def _series_tag(volume: Volume) -> str | None:
+    """A short tag of the series of a volume read from a DICOM folder holding several image
+    series (their sessions must not share one sidecar); None otherwise."""
+    uid = _series_uid(volume)
+    if not uid or int(volume.meta.get("image_series_in_folder", 1)) <= 1:
+        return None
+    return _key(uid)[:8]
+
+
 def sidecar_candidates(image: str | Path | Volume | np.ndarray) -> list[Path]:
-    """Where the sidecar of ``image`` may be, in order of preference."""
+    """Where the sidecar of ``image`` may be, in order of preference.
+
+    A series of a DICOM folder holding several series has its own sidecar,
+    ``<folder>.series-<tag>.slicesam``; given the folder's path alone, the sidecars of all its
+    series are candidates.
+    """
+    tag = None
     if isinstance(image, (Volume, np.ndarray)):
         path = image.path if isinstance(image, Volume) else None
         if path is None:
             data = image.data if isinstance(image, Volume) else image
             return [sessions_cache_dir() / f"volume-{volume_fingerprint(data)}"]
+        tag = _series_tag(image) if isinstance(image, Volume) else None
         image = path
     path = Path(image).expanduser().absolute()
-    return [path.with_name(path.name + SUFFIX), sessions_cache_dir() / _key(str(path))]
+    cached = sessions_cache_dir() / _key(str(path))
+    if tag is not None:
+        return [
+            path.with_name(f"{path.name}.series-{tag}{SUFFIX}"),
+            cached.with_name(f"{cached.name}-{tag}"),
+        ]
+    found = [path.with_name(path.name + SUFFIX), cached]
+    if path.is_dir():  # a DICOM folder: the sidecars of its series too
+        found += sorted(path.parent.glob(f"{glob.escape(path.name)}.series-*{SUFFIX}"))
+        found += sorted(cached.parent.glob(f"{cached.name}-*"))
+    return found
 
 
 def _writable_dir(folder: Path) -> bool:
@@ -98,10 +125,10 @@ def _installed(folder: Path) -> bool:
 
 def sidecar_for(image: str | Path | Volume | np.ndarray) -> Path:
     """The sidecar folder a new session on ``image`` writes to (see the module docstring)."""
-    candidates = sidecar_candidates(image)
+    candidates = sidecar_candidates(image)  # [next to the image, in the user cache, ...]
     if len(candidates) > 1 and _writable_dir(candidates[0].parent):
         return candidates[0]
-    return candidates[-1]
+    return candidates[min(1, len(candidates) - 1)]
 
 
 def is_sidecar(folder: str | Path) -> bool:
@@ -241,7 +268,8 @@ def start_autosave(
         raise SliceSamError("this session already autosaves")
     source = image_path if image_path is not None else session.volume.path
     if target is True:
-        folder = sidecar_for(source if source is not None else session.volume)
+        # the Volume itself when it carries its file: it knows its series of a DICOM folder
+        folder = sidecar_for(session.volume if image_path is None else source)
     else:
         folder = Path(target).expanduser()
     header = session_header(session, source, axis)

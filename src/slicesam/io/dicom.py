@@ -380,9 +380,10 @@ def read_dicom_series(
         float32; ``spacing`` (z, y, x) in mm from PixelSpacing and the slice positions (not
         SliceThickness); ``unit`` "mm"; ``geometry`` a :class:`DicomGeometry`; ``meta`` with
         "format" ("dicom"), "source_shape" (slices, rows, columns), "source_axcodes",
-        "series_uid", "series_description", "dicom_modality", "modality" (slicesam's name
-        for CT/MR, else None), "transfer_syntaxes", "rescaled", and the channel keys of the
-        other readers ("channel" None, "n_channels" 1, "channel_axis" None).
+        "series_uid", "image_series_in_folder", "series_description", "dicom_modality",
+        "modality" (slicesam's name for CT/MR, else None), "transfer_syntaxes", "rescaled",
+        and the channel keys of the other readers ("channel" None, "n_channels" 1,
+        "channel_axis" None).
 
     Raises:
         VolumeReadError: a folder with no DICOM series; several image series without
@@ -504,6 +505,7 @@ def read_dicom_series(
         "source_shape": (n, rows, columns),
         "source_axcodes": "".join(geometry.source_axcodes),
         "series_uid": valid_uid(chosen.uid) or None,
+        "image_series_in_folder": chosen.image_series_in_folder,
         "series_description": chosen.description,
         "dicom_modality": chosen.modality,
         "modality": _header_modality(chosen.modality),

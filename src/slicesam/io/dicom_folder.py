@@ -27,6 +27,8 @@ class Series:
     items: list[tuple[Path, Any]]  # (file, header-only pydicom Dataset)
     description: str = ""
     modality: str = ""
+    #: image series in the folder, this one included (set when it is chosen)
+    image_series_in_folder: int = 1
 
     @property
     def kind(self) -> str:
@@ -185,6 +187,7 @@ def choose_series(folder: Path, series: str | None) -> Series:
                 f"series {series} in {folder} holds {chosen.kind} objects, not image slices; "
                 f"its series: {listing}"
             )
+        chosen.image_series_in_folder = len(image_series)
         return chosen
     if not image_series:
         raise VolumeReadError(
