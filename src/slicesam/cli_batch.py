@@ -77,7 +77,6 @@ def cmd_batch(args: argparse.Namespace) -> int:
     out = Path(args.out)
     settings = _settings(args, propagate=args.propagate)
     where = _where(args)
-    note(f"{len(jobs)} volume{'s' if len(jobs) != 1 else ''} from {args.jobs} -> {out}")
     try:
         run = run_batch(
             jobs,
@@ -109,13 +108,6 @@ def cmd_embed(args: argparse.Namespace) -> int:
         note(text)
     settings = _settings(args)
     where = _where(args)
-    if args.cache_dir:
-        target = args.cache_dir
-    else:
-        from .user_cache import embeddings_dir
-
-        target = f"{embeddings_dir()} (each worker's user cache folder)"
-    note(f"{len(jobs)} volume{'s' if len(jobs) != 1 else ''} from {args.jobs} -> {target}")
     try:
         run = run_embed(
             jobs,

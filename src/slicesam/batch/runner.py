@@ -117,7 +117,11 @@ def _start_models(client: Any, settings: BatchSettings, loader: Any, note: Note)
     note(
         f"{n} worker{'s' if n != 1 else ''}: model {settings.model} on {', '.join(devices)}, "
         f"loaded in {seconds:.1f} s"
-        + (f", {settings.threads} threads each" if settings.threads else "")
+        + (
+            f", {settings.threads} thread{'s' if settings.threads != 1 else ''} each"
+            if settings.threads
+            else ""
+        )
     )
     for text in sorted({w for i in loaded.values() for w in i["warnings"]}):
         note(f"workers: {text}")
@@ -202,8 +206,6 @@ def _run(
     run = BatchRun([])
     if todo:
         local = client is None and scheduler is None
-        if loader is None:  # a custom loader takes names the registry does not know
-            check_model(settings, embeddings=verb == "embed", local=local)
         if local and settings.threads is None:
             n = workers or default_workers()
             settings = dataclasses.replace(settings, threads=threads_per_worker(n))
@@ -298,6 +300,8 @@ def run_batch(
     """
     settings = settings or BatchSettings()
     note = note or _quiet_note
+    if loader is None:  # a custom loader takes names the registry does not know
+        check_model(settings, local=client is None and scheduler is None)
     folder = _output_folder(out, jobs)
     decided: dict[int, JobResult] = {}
     recipes: dict[int, str] = {}
@@ -315,6 +319,14 @@ def run_batch(
             decided[i] = skipped_result(job, folder, record)
         else:
             known[i] = record.get("image_sha256")
+
+    n, skipped = len(jobs), sum(r.status != FAILED for r in decided.values())
+    failed = len(decided) - skipped
+    note(
+        f"{n} volume{'s' if n != 1 else ''} -> {folder}: {n - len(decided)} to segment"
+        + (f", {skipped} current (skipped)" if skipped else "")
+        + (f", {failed} with bad prompts" if failed else "")
+    )
 
     def submit(cl: Any, i: int, job: Job) -> Any:
         return cl.submit(segment_task, job, str(folder), settings, recipes[i], known[i], pure=False)
@@ -366,7 +378,16 @@ def run_embed(
     """
     settings = settings or BatchSettings()
     note = note or _quiet_note
+    if loader is None:
+        check_model(settings, embeddings=True, local=client is None and scheduler is None)
     where = None if cache_dir is None else str(Path(cache_dir).expanduser().resolve())
+    if where is None:
+        from ..user_cache import embeddings_dir
+
+        target = f"{embeddings_dir()} (the user cache; each worker's own)"
+    else:
+        target = where
+    note(f"{len(jobs)} volume{'s' if len(jobs) != 1 else ''} -> {target}")
 
     def submit(cl: Any, i: int, job: Job) -> Any:
         return cl.submit(embed_task, job, settings, where, pure=False)
