@@ -171,10 +171,11 @@ class Annotation:
         with self.lock:
             self._get(obj, for_edit=False)
             before = self._state()
-            writes = {
-                z: paint(self.labels[z], int(obj), np.zeros(self.shape[1:], bool))
+            empty = np.zeros(self.shape[1:], bool)
+            writes = (
+                (z, paint(self.labels[z], int(obj), empty))
                 for z in slices_with(self.labels, int(obj))
-            }
+            )
             del self._objects[int(obj)]
             self._apply(f"delete object {obj}", before, writes)
 
@@ -196,11 +197,19 @@ class Annotation:
         return z
 
     def _apply(
-        self, name: str, before: dict[int, SegObject], writes: dict[int, np.ndarray]
+        self,
+        name: str,
+        before: dict[int, SegObject],
+        writes: dict[int, np.ndarray] | Iterable[tuple[int, np.ndarray]],
     ) -> Action:
-        """Write new label slices, record one undoable action and notify listeners."""
+        """Write new label slices, record one undoable action and notify listeners.
+
+        ``writes``: slice -> new (y, x) labels, or (slice, labels) pairs in increasing slice
+        order, made one at a time (so that a long propagation on big slices never holds all
+        its new label slices at once)."""
         diffs = []
-        for z, new in sorted(writes.items()):
+        pairs = sorted(writes.items()) if isinstance(writes, dict) else writes
+        for z, new in pairs:
             diff = SliceDiff.between(z, self.labels[z], new)
             if diff is not None:
                 diffs.append(diff)
@@ -219,13 +228,15 @@ class Annotation:
         updates: dict[int, tuple[np.ndarray, SliceRecord | None]],
     ) -> None:
         """Write ``target``'s new masks and slice records (None: no record) as one action."""
-        writes = {}
-        for z, (mask, record) in updates.items():
-            writes[z] = paint(self.labels[z], target.label_id, mask)
+        for z, (_mask, record) in updates.items():
             if record is None:
                 del target.slices[z]
             else:
                 target.slices[z] = record
+        writes = (
+            (z, paint(self.labels[z], target.label_id, mask))
+            for z, (mask, _record) in sorted(updates.items(), key=lambda item: item[0])
+        )
         self._apply(name, before, writes)
 
     @journaled
@@ -251,10 +262,10 @@ class Annotation:
                 mask, fill_holes=fill_holes, keep_largest=keep_largest, per_slice=per_slice
             )
             before = self._state()
-            writes = {
-                z0 + int(z): paint(self.labels[z0 + int(z)], target.label_id, new[z])
+            writes = (
+                (z0 + int(z), paint(self.labels[z0 + int(z)], target.label_id, new[z]))
                 for z in np.flatnonzero((new != mask).any(axis=(1, 2)))
-            }
+            )
             what = review.postprocess_name(fill_holes=fill_holes, keep_largest=keep_largest)
             action = self._apply(f"{what} {obj}", before, writes)
             return action.slices
