@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import tifffile
 import zarr
 from ome_zarr.io import parse_url
 from ome_zarr.reader import Label, Reader
@@ -153,8 +152,9 @@ def test_labels_next_to_an_image_of_another_grid_are_refused(tmp_path) -> None:
         save_labels(path, np.zeros((6, 10, 11), np.uint8), like=vol)
 
 
-def test_zarr_labels_is_a_slice_store(tmp_path) -> None:
-    tif = tmp_path / "i.tif"
-    tifffile.imwrite(tif, blobs((3, 4, 5)), imagej=True, metadata={"axes": "ZYX"})
+def test_zarr_labels_shows_in_napari_through_dask(tmp_path) -> None:
     store = open_label_store(tmp_path / "l.zarr", (3, 4, 5))
-    assert isinstance(store, ZarrLabels) and store.to_dask().shape == (3, 4, 5)
+    store[1] = np.full((4, 5), 2, np.uint16)
+    shown = store.to_dask()
+    assert isinstance(store, ZarrLabels) and shown.shape == (3, 4, 5)
+    assert int(shown.sum().compute()) == 40
