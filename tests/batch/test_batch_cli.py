@@ -116,3 +116,21 @@ def test_the_default_local_cluster_of_processes(jobs_dir, tmp_path):
     assert "1 thread each" in done.stderr
     assert done.stdout.splitlines()[-1].startswith("4 volumes: 3 done, 1 failed")
     assert (tmp_path / "o" / "c.tif").is_file()
+
+
+def test_the_readme_commands_parse():
+    import re
+    import shlex
+
+    from slicesam.cli import build_parser
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Many volumes\n") :]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    commands = [line.split("#")[0] for line in block.splitlines() if line.strip()]
+    assert len(commands) == 3
+    for line in commands:
+        argv = shlex.split(line)
+        assert argv[0] == "slicesam"
+        args = build_parser().parse_args(argv[1:])
+        assert args.command in ("batch", "embed")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..errors import SliceSamError
+from ..prompts import read_prompts
 from .fingerprint import image_stat, labels_path, previous_run, recipe_sha256
 from .jobs import Job
 from .result import FAILED, JobResult
@@ -82,15 +83,18 @@ def open_client(
         with made:
             yield made
         return
-    with (
-        LocalCluster(
+    import dask
+
+    # a task reaches a worker only when the worker is free (dask's default sends 1.1 per
+    # thread, which for one thread is 2): the scheduler then starts the largest volume first
+    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+        cluster = LocalCluster(
             n_workers=workers or default_workers(),
             threads_per_worker=1,
             processes=True,
             silence_logs=logging.ERROR,
-        ) as cluster,
-        Client(cluster) as made,
-    ):
+        )
+    with cluster, Client(cluster) as made:
         yield made
 
 
@@ -190,6 +194,7 @@ def _run(
     jobs: Sequence[Job],
     decided: dict[int, JobResult],
     submit: Callable[[Any, int, Job], Any],
+    work: Callable[[int], int],
     settings: BatchSettings,
     *,
     client: Any,
@@ -200,9 +205,12 @@ def _run(
     show_progress: bool,
     stream: TextIO,
 ) -> BatchRun:
-    """Start (or join) the cluster for the jobs not yet ``decided``, submit them, wait."""
+    """Start (or join) the cluster for the jobs not yet ``decided``, submit them (the
+    largest ``work(i)`` first), wait."""
     t0 = time.perf_counter()
-    todo = [i for i in range(len(jobs)) if i not in decided]
+    # the largest first: a worker picks the next task when it is free, so a long volume
+    # started last would keep one worker busy while the others wait
+    todo = sorted((i for i in range(len(jobs)) if i not in decided), key=lambda i: -work(i))
     run = BatchRun([])
     if todo:
         local = client is None and scheduler is None
@@ -233,6 +241,13 @@ def _dashboard(client: Any) -> str:
         return str(client.dashboard_link) if "dashboard" in services else ""
     except Exception:  # the link is a convenience: never a reason to stop
         return ""
+
+
+def _size(image: Path | list[list]) -> int:
+    """Bytes on disk of an image (or of its :func:`image_stat`): with the number of objects,
+    a rough size of its task, to submit the largest first."""
+    stat = image_stat(image) if isinstance(image, Path) else image
+    return int(sum(row[1] for row in stat))
 
 
 def _output_folder(out: str | Path, jobs: Sequence[Job]) -> Path:
@@ -306,19 +321,23 @@ def run_batch(
     decided: dict[int, JobResult] = {}
     recipes: dict[int, str] = {}
     known: dict[int, str | None] = {}
+    work: dict[int, int] = {}
     for i, job in enumerate(jobs):
         try:
             recipes[i] = recipe_sha256(job, settings)
         except SliceSamError as exc:  # a bad prompts file fails its volume only
             decided[i] = JobResult(job.name, FAILED, error=str(exc))
             continue
+        stat = image_stat(job.image)
         record = None if force else previous_run(job, folder, recipes[i])
         if record is None:
             known[i] = None
-        elif record.get("image_stat") == image_stat(job.image):
+        elif record.get("image_stat") == stat:
             decided[i] = skipped_result(job, folder, record)
+            continue
         else:
             known[i] = record.get("image_sha256")
+        work[i] = _size(stat) * len(read_prompts(job.prompts))
 
     n, skipped = len(jobs), sum(r.status != FAILED for r in decided.values())
     failed = len(decided) - skipped
@@ -329,13 +348,15 @@ def run_batch(
     )
 
     def submit(cl: Any, i: int, job: Job) -> Any:
-        return cl.submit(segment_task, job, str(folder), settings, recipes[i], known[i], pure=False)
+        args = (job, str(folder), settings, recipes[i], known[i])
+        return cl.submit(segment_task, *args, pure=False)
 
     return _run(
         "batch",
         jobs,
         decided,
         submit,
+        work.__getitem__,
         settings,
         client=client,
         scheduler=scheduler,
@@ -397,6 +418,7 @@ def run_embed(
         jobs,
         {},
         submit,
+        lambda i: _size(jobs[i].image),
         settings,
         client=client,
         scheduler=scheduler,
