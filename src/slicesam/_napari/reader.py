@@ -1,5 +1,7 @@
 """napari reader hook: NIfTI (``.nii``, ``.nii.gz``) and TIFF (``.tif``, ``.tiff``) volumes,
-folders of DICOM series and DICOM-SEG files (``.dcm``; see :mod:`slicesam._napari.dicom_layers`).
+zarr / OME-Zarr stores, folders of DICOM series and DICOM-SEG files (``.dcm``; see
+:mod:`slicesam._napari.dicom_layers`). A volume read lazily (zarr; TIFF/NIfTI over 1 GiB) is
+shown as a dask array, so napari reads only the slices it draws.
 
 Each file becomes one image layer whose data is the (z, y, x) array of
 :func:`slicesam.io.load_volume` (NIfTI reoriented to canonical LPS), with ``scale`` = the voxel
@@ -36,6 +38,7 @@ from slicesam._napari.metadata_keys import (  # noqa: F401  (NAMES_KEY: the writ
 )
 from slicesam.intensity import default_window
 from slicesam.io import SUPPORTED_SUFFIXES, Volume, load_volume
+from slicesam.io.lazy import is_lazy, layer_data
 
 #: napari layer data tuple: (data, layer keyword arguments, layer type).
 LayerDataTuple = tuple[Any, dict[str, Any], str]
@@ -77,8 +80,11 @@ def file_stem(path: str | os.PathLike[str]) -> str:
 
 
 def looks_like_labels(path: str | os.PathLike[str], data: np.ndarray) -> bool:
-    """Integer (z, y, x) data in a file whose name contains "label" or "seg"."""
+    """Integer (z, y, x) data in a file whose name contains "label" or "seg" (a lazy volume
+    opens as an image: the widget segments it)."""
     name = Path(os.fspath(path)).name.lower()
+    if is_lazy(data):
+        return False
     return data.dtype.kind in "iu" and any(hint in name for hint in LABEL_HINTS)
 
 
@@ -149,15 +155,16 @@ def volume_layer_data(
     unit = _NAPARI_UNITS.get(volume.unit)
     if unit is not None and _napari_has_units():
         kwargs["units"] = (unit,) * 3
+    data = layer_data(volume.data)  # a lazy volume: a dask array napari reads as it draws
     if as_labels:
-        return volume.data, kwargs, "labels"
+        return data, kwargs, "labels"
     kwargs["contrast_limits"] = tuple(
         float(v) for v in default_window(volume.data, volume.modality)
     )
     kwargs["colormap"] = colormap
     if blending is not None:
         kwargs["blending"] = blending
-    return volume.data, kwargs, "image"
+    return data, kwargs, "image"
 
 
 def only_first_channel_note(path: Path, volume: Volume, n: int) -> str:
@@ -215,6 +222,8 @@ def read_path(path: str | os.PathLike[str]) -> list[LayerDataTuple]:
     from slicesam._napari import dicom_layers
 
     p = os.fspath(path)
+    if os.path.isdir(p) and _is_zarr(p):
+        return read_volume(p)
     if os.path.isdir(p):
         folder = Path(p).expanduser()
         return dicom_layers.series_layers(
@@ -233,7 +242,16 @@ def read_volumes(path: PathOrPaths) -> list[LayerDataTuple]:
     return layers
 
 
+def _is_zarr(path: str) -> bool:
+    """A zarr or OME-Zarr store (a folder with zarr metadata, or named ``*.zarr``)."""
+    p = Path(path)
+    markers = ("zarr.json", ".zarray", ".zgroup", ".zattrs")
+    return p.name.lower().endswith(".zarr") or any((p / m).is_file() for m in markers)
+
+
 def _readable(path: str) -> bool:
+    if os.path.isdir(path) and _is_zarr(path):
+        return True
     if os.path.isdir(path):
         from slicesam.io.dicom_folder import looks_like_dicom_folder
 

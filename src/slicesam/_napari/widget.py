@@ -75,6 +75,8 @@ from slicesam._napari.reader import NAMES_KEY, PATH_KEY, VOLUME_KEY
 from slicesam.errors import SliceSamError
 from slicesam.io import DicomGeometry, Volume, save_labels
 from slicesam.io.dicom_seg import check_seg_possible
+from slicesam.io.lazy import is_lazy
+from slicesam.io.zarr_labels import memory_label_store
 from slicesam.models.device import DEVICE_CHOICES
 from slicesam.models.registry import DEFAULT_MODEL, MODELS
 from slicesam.prompts import Lasso, Point, Scribble, make_box
@@ -549,17 +551,29 @@ class SliceSamWidget(QWidget):
             volume = Volume(data=np.asarray(layer.data), spacing=tuple(layer.scale))
         self.volume = volume
         window = tuple(float(v) for v in layer.contrast_limits)
-        labels = np.zeros(volume.data.shape, dtype=np.uint16)
+        lazy = is_lazy(volume.data)  # read slice by slice: labels in a compressed store
+        if lazy and self.axes.axis != 0:
+            self._error(
+                SliceSamError(
+                    "this volume is read lazily (slice by slice from its file), so it is "
+                    "segmented along its first axis only: pick slicing axis 0"
+                )
+            )
+            return None
+        labels = memory_label_store(volume.shape) if lazy else np.zeros(volume.shape, np.uint16)
         session_volume = Volume(
-            data=self.axes.view(volume.data),
+            data=volume.data if lazy else self.axes.view(volume.data),
             spacing=self.axes.spacing(volume.spacing),
             modality=volume.modality,
             unit=volume.unit,
         )
+        session_labels = labels if lazy else self.axes.view(labels)
         model, device = self.model_combo.currentText(), self.device_combo.currentText()
         checkpoint = self.checkpoint_edit.text().strip() or None
         source = layer.metadata.get(PATH_KEY) or (str(volume.path) if volume.path else None)
-        autosave = self.autosave_check.isChecked()
+        autosave = self.autosave_check.isChecked() and not lazy
+        if lazy and self.autosave_check.isChecked():
+            show_info("autosave is off for a volume read lazily; save the labels as you go")
         earlier = None
         if autosave:
             from slicesam.engine.autosave import find_autosave
@@ -586,7 +600,7 @@ class SliceSamWidget(QWidget):
                         earlier,
                         model=model,
                         volume=session_volume,
-                        labels=self.axes.view(labels),
+                        labels=session_labels,
                         checkpoint=checkpoint,
                         device=chosen,
                     )
@@ -599,7 +613,7 @@ class SliceSamWidget(QWidget):
                 checkpoint=checkpoint,
                 device=chosen,
                 window=window,
-                labels=self.axes.view(labels),
+                labels=session_labels,
             )
             if autosave:  # an earlier sidecar becomes the one backup, never overwritten
                 journal = start_autosave(session, True, image_path=source, axis=self.axes.axis)
@@ -1128,7 +1142,8 @@ class SliceSamWidget(QWidget):
         if self.labels_layer is None or self.volume is None:
             self._set_status("nothing to save yet")
             return None
-        labels = np.asarray(self.labels_layer.data)
+        data = self.labels_layer.data
+        labels = data if is_lazy(data) else np.asarray(data)  # a store is written slice by slice
         names = {obj.label_id: obj.name for obj in self.session.objects.values() if obj.name}
         ids = np.array(sorted(names), dtype=np.int64)
         colors = {
@@ -1164,12 +1179,16 @@ class SliceSamWidget(QWidget):
         session = self.session
         if session is None or self.labels_layer is None:
             return
-        data = self.axes.unview(session.labels)
-        if (
-            data.base is not self.labels_layer.data.base
-            or data.dtype != self.labels_layer.data.dtype
-        ):
-            self.labels_layer.data = data  # the session switched to uint32 labels
+        if is_lazy(session.labels):  # a label store: the layer shows the store itself
+            if session.labels is not self.labels_layer.data:
+                self.labels_layer.data = session.labels
+        else:
+            data = self.axes.unview(session.labels)
+            if (
+                data.base is not self.labels_layer.data.base
+                or data.dtype != self.labels_layer.data.dtype
+            ):
+                self.labels_layer.data = data  # the session switched to uint32 labels
         self.labels_layer.refresh()
         self._render_prompts()
         self._render_objects()

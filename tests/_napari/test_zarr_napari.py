@@ -1,0 +1,69 @@
+"""A lazy zarr volume in napari: the plugin's reader shows it as a dask array (nothing read
+until drawn), and the widget segments it with labels kept in a compressed store."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
+from zarr_factory import ome_zarr  # noqa: E402
+
+from slicesam._napari.reader import get_reader  # noqa: E402
+from slicesam.io import load_labels, load_volume  # noqa: E402
+
+
+def block_volume() -> np.ndarray:
+    """(12, 40, 48) uint16: a bright block (the fake model segments pixels > 127 of the
+    window) on a dim background."""
+    data = np.full((12, 40, 48), 20, np.uint16)
+    data[3:9, 10:26, 12:30] = 1000
+    return data
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    return ome_zarr(tmp_path / "stack.ome.zarr", block_volume(), scale=(2.0, 0.5, 0.5))
+
+
+def test_reader_shows_a_zarr_store_lazily(store) -> None:
+    import dask.array as da
+
+    [(data, kwargs, layer_type)] = get_reader(str(store))(str(store))
+    assert layer_type == "image" and isinstance(data, da.Array)
+    assert data.shape == (12, 40, 48) and kwargs["name"] == "stack"
+    assert kwargs["scale"] == (2.0, 0.5, 0.5)
+    np.testing.assert_array_equal(np.asarray(data[5]), block_volume()[5])
+
+
+@pytest.mark.gui
+@pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="napari needs an X server (Xvfb)")
+def test_widget_segments_a_lazy_volume(make_napari_viewer, store, tmp_path, monkeypatch) -> None:
+    import slicesam.models.registry as registry
+    from fakes import FakeModel
+
+    monkeypatch.setattr(registry, "load_model", lambda *a, **k: FakeModel(box_only=True))
+    viewer = make_napari_viewer(show=True)
+    (layer,) = viewer.open(str(store), plugin="napari-slicesam")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-slicesam", "SliceSAM")
+    widget.autosave_check.setChecked(True)  # off for a lazy volume, with a note
+    widget.start(restore="fresh").wait()
+    widget.wait()
+    assert widget.session.autosave is None
+    z = 6
+    corners = np.array([[z, 8, 10], [z, 8, 32], [z, 28, 32], [z, 28, 10]], float)
+    widget.shapes_layer.add_rectangles(corners)
+    widget.wait()
+    widget.propagate().wait()
+    widget.wait()
+    truth = block_volume() > 100
+    labels = widget.labels_layer.data
+    assert not isinstance(labels, np.ndarray), "labels live in a store, not a full array"
+    made = np.stack([np.asarray(labels[k]) for k in range(truth.shape[0])])
+    assert np.array_equal(made == 1, truth)
+    out = widget.save(tmp_path / "labels.nii.gz")
+    np.testing.assert_array_equal(load_labels(out, like=load_volume(store)), made)
