@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .cli_output import CliProgress, show_warning
 from .errors import SliceSamError
-from .io._common import SUPPORTED_SUFFIXES, file_format
+from .io._common import LABEL_SUFFIXES, file_format
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -38,8 +38,7 @@ def _check_output(path: Path, image: str | Path | None = None) -> None:
     """Fail before any work when the output cannot be written (or would replace the image)."""
     if file_format(path) is None:
         raise SliceSamError(
-            f"cannot write {path}: unsupported extension; "
-            f"use one of {', '.join(SUPPORTED_SUFFIXES)}"
+            f"cannot write {path}: unsupported extension; use one of {', '.join(LABEL_SUFFIXES)}"
         )
     if path.is_dir():
         raise SliceSamError(f"cannot write {path}: it is a folder; give a file name")
@@ -76,6 +75,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
         modality=args.modality,
         fill_nonfinite=args.fill_nonfinite,
     )
+    if file_format(out) == "dicom-seg":  # a SEG the series cannot get fails before the model
+        from .io.dicom_seg import check_seg_possible
+
+        check_seg_possible(vol.geometry, out)
     progress.note(f"loaded {vol}; {len(objects)} object{'s' if len(objects) != 1 else ''}")
     t0 = time.perf_counter()
     with progress.waiting(f"loading model {args.model}"):
@@ -87,7 +90,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
         f"window {sess.window}"
     )
     segment_objects(sess, objects, propagate=args.propagate, bar=progress.bar, note=progress.note)
-    saved = save_labels(out, sess.labels, like=vol)
+    names = {i: obj.name for i, obj in sess.objects.items() if obj.name}
+    saved = save_labels(out, sess.labels, like=vol, names=names)
     print(f"wrote {saved} ({len(objects)} objects, {time.perf_counter() - t0:.1f} s)")
     return 0
 
@@ -118,7 +122,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .io.modality import label_ids
 
     if Path(args.image).is_dir():
-        from .io.dicom import list_series
+        from .io.dicom_folder import list_series
 
         lines = list_series(args.image)
         print(f"{args.image}: {len(lines)} DICOM series")
