@@ -3,7 +3,6 @@ the worker plugin pickles them by reference) and generated volumes with their pr
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -11,33 +10,17 @@ import nibabel as nib
 import numpy as np
 import tifffile
 
-from fakes import FakeModel, ball
+from fakes import PackingModel, ball
 from slicesam.errors import CheckpointError
-from slicesam.models.base import Embedding
 
 #: One entry per model load, on any worker of this process (in-process test clusters).
 LOADS: list[str] = []
 
 
-class PackingFake(FakeModel):
-    """The fake model with the pack/unpack pair the on-disk embedding cache needs."""
-
-    @property
-    def capabilities(self):
-        return dataclasses.replace(super().capabilities, packs_embeddings=True)
-
-    def pack(self, emb: Embedding) -> dict:
-        return {"features": emb.features, "sizes": np.array([*emb.original_size, *emb.input_size])}
-
-    def unpack(self, arrays: dict) -> Embedding:
-        h0, w0, h1, w1 = (int(v) for v in arrays["sizes"])
-        return Embedding(arrays["features"], (h0, w0), (h1, w1), arrays["features"].nbytes)
-
-
 def fake_loader(name, checkpoint, device):
-    """A :class:`PackingFake` (box prompts only, as LiteMedSAM), counted in :data:`LOADS`."""
+    """A box-only :class:`~fakes.PackingModel` (as LiteMedSAM), counted in :data:`LOADS`."""
     LOADS.append(name)
-    return PackingFake(box_only=True)
+    return PackingModel(box_only=True)
 
 
 def failing_loader(name, checkpoint, device):

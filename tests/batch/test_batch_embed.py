@@ -3,8 +3,9 @@ LocalCluster, is the one a later interactive Session on a volume finds (it start
 
 from __future__ import annotations
 
-from batch_fakes import PackingFake, fake_loader
+from batch_fakes import fake_loader
 
+from fakes import PackingModel
 from slicesam.batch.jobs import read_jobs
 from slicesam.batch.runner import run_embed
 from slicesam.batch.segment import load_inputs, segment_objects
@@ -35,7 +36,7 @@ def test_a_later_session_finds_every_slice_cached(client, jobs_dir, tmp_path):
 
     # an annotator opens volume a later: every embedding comes from disk, none is computed
     vol, objects = load_inputs(folder / "a.nii.gz", folder / "a.prompts.json")
-    model = PackingFake(box_only=True)
+    model = PackingModel(box_only=True)
     sess = Session(vol, model=model, disk_cache=cache)
     segment_objects(sess, objects)
     assert model.embed_calls == [], "the session started warm"
@@ -51,10 +52,10 @@ def test_the_default_is_the_user_cache_that_disk_cache_true_reads(client, jobs_d
     (result,) = embed(client, folder / "c.tif").values()  # one volume, not a folder
     assert result.status == "done"
     vol, objects = load_inputs(folder / "c.tif", folder / "c.prompts.json")
-    model = PackingFake(box_only=True)
+    model = PackingModel(box_only=True)
     sess = Session(vol, model=model, disk_cache=True)
     sess.embed(3)
     assert model.embed_calls == [] and sess.cache.disk_hits == 1
-    other = Session(vol, model=PackingFake(box_only=True), disk_cache=True, window=(0, 50))
+    other = Session(vol, model=PackingModel(box_only=True), disk_cache=True, window=(0, 50))
     other.embed(3)
     assert other.cache.disk_hits == 0, "another window is another cache"

@@ -9,8 +9,9 @@ import os
 
 import numpy as np
 import pytest
-from batch_fakes import LOADS, PackingFake, failing_loader, fake_loader
+from batch_fakes import LOADS, failing_loader, fake_loader
 
+from fakes import PackingModel
 from slicesam.batch.jobs import read_jobs
 from slicesam.batch.runner import run_batch
 from slicesam.batch.segment import load_inputs, segment_objects
@@ -47,7 +48,7 @@ def test_each_volume_is_segmented_and_the_broken_one_reported(client, jobs_dir, 
     for name, suffix in (("a", ".nii.gz"), ("b", ".nii.gz"), ("c", ".tif")):
         # the same labels as one session on the volume gives (what `slicesam segment` does)
         vol, objects = load_inputs(folder / f"{name}{suffix}", folder / f"{name}.prompts.json")
-        sess = Session(vol, model=PackingFake(box_only=True))
+        sess = Session(vol, model=PackingModel(box_only=True))
         segment_objects(sess, objects)
         labels = load_volume(out / f"{name}{suffix}", like=vol).data
         assert np.array_equal(labels, sess.labels)
