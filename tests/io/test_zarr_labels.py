@@ -158,3 +158,17 @@ def test_zarr_labels_shows_in_napari_through_dask(tmp_path) -> None:
     shown = store.to_dask()
     assert isinstance(store, ZarrLabels) and shown.shape == (3, 4, 5)
     assert int(shown.sum().compute()) == 40
+
+
+def test_load_labels_reads_a_zarr_label_store_lazily(tmp_path) -> None:
+    from zarr_factory import ome_zarr
+
+    from slicesam.io import load_labels, load_volume
+    from slicesam.io.lazy import is_lazy
+
+    labels = (np.arange(4 * 5 * 6) % 3).astype(np.uint8).reshape(4, 5, 6)
+    image = ome_zarr(tmp_path / "img.ome.zarr", np.zeros((4, 5, 6), np.uint16))
+    store = ome_zarr(tmp_path / "lab.ome.zarr", labels)
+    back = load_labels(store, like=load_volume(image))
+    assert is_lazy(back)
+    np.testing.assert_array_equal(np.stack([np.asarray(back[z]) for z in range(4)]), labels)

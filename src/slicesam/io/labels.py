@@ -10,6 +10,7 @@ from slicesam.errors import VolumeReadError
 from slicesam.io._common import as_path, file_format
 from slicesam.io.dicom import DicomGeometry
 from slicesam.io.dicom_seg import read_dicom_seg
+from slicesam.io.lazy import is_lazy
 from slicesam.io.loader import load_volume
 from slicesam.io.volume import Volume
 
@@ -23,9 +24,9 @@ def load_labels(path: str | os.PathLike[str], *, like: Volume) -> np.ndarray:
         like: the image :class:`Volume`.
 
     Returns:
-        (z, y, x) unsigned integer labels with ``like.shape`` (0 = background); for a
-        DICOM-SEG, each segment's label value (what :func:`save_labels` wrote, else the
-        segment number).
+        (z, y, x) labels with ``like.shape`` (0 = background): a numpy array, or for a zarr
+        store or a file over 1 GiB a lazy array read slice by slice; for a DICOM-SEG, each
+        segment's label value (what :func:`save_labels` wrote, else the segment number).
 
     Raises:
         VolumeReadError: an unreadable file, a grid unlike ``like``'s, a SEG of another
@@ -44,6 +45,10 @@ def load_labels(path: str | os.PathLike[str], *, like: Volume) -> np.ndarray:
             )
         return read_dicom_seg(p, like.geometry).labels
     data = load_volume(p, like=like).data
+    if is_lazy(data):  # read slice by slice (zarr, big files): the dtype is what can be checked
+        if data.dtype.kind not in "ub":
+            raise VolumeReadError(f"{p} holds {data.dtype} values, not label numbers")
+        return data
     if data.dtype.kind not in "ub" and not (
         data.dtype.kind in "if" and np.array_equal(data, np.round(data)) and data.min() >= 0
     ):
