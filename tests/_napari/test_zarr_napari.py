@@ -67,3 +67,41 @@ def test_widget_segments_a_lazy_volume(make_napari_viewer, store, tmp_path, monk
     assert np.array_equal(made == 1, truth)
     out = widget.save(tmp_path / "labels.nii.gz")
     np.testing.assert_array_equal(load_labels(out, like=load_volume(store)), made)
+
+
+@pytest.mark.gui
+@pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="napari needs an X server (Xvfb)")
+def test_widget_starts_warm_from_the_disk_cache(make_napari_viewer, tmp_path, monkeypatch) -> None:
+    """`slicesam embed` (or an earlier session with the box ticked) fills the cache; a widget
+    session with "keep embeddings on disk" computes no embedding."""
+    import nibabel as nib
+
+    import slicesam.models.registry as registry
+    from fakes import PackingModel
+    from slicesam.engine.session import Session
+
+    monkeypatch.setenv("SLICESAM_CACHE_DIR", str(tmp_path / "cache"))
+    data = np.where(block_volume() > 100, 200, -1000).astype(np.int16)
+    image = tmp_path / "ct.nii.gz"
+    nib.save(nib.Nifti1Image(data.transpose(2, 1, 0), np.diag([-1.0, -1.0, 2.0, 1.0])), image)
+    vol = load_volume(image)
+    from slicesam.intensity import default_window
+
+    warm = Session(
+        vol, model=PackingModel(), disk_cache=True, window=default_window(vol.data, "CT")
+    )
+    for z in range(vol.shape[0]):
+        warm.embed(z)
+
+    model = PackingModel()
+    monkeypatch.setattr(registry, "load_model", lambda *a, **k: model)
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(image), plugin="napari-slicesam")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-slicesam", "SliceSAM")
+    widget.autosave_check.setChecked(False)
+    widget.disk_cache_check.setChecked(True)
+    widget.start(restore="fresh").wait()
+    widget.wait()
+    for z in range(vol.shape[0]):
+        widget.session.embed(z)
+    assert model.embed_calls == [], "every slice came from the disk cache"

@@ -282,6 +282,12 @@ class SliceSamWidget(QWidget):
         )
         self.autosave_check.setChecked(True)
         form.addRow(self.autosave_check)
+        self.disk_cache_check = QCheckBox("keep embeddings on disk (warm restarts)")
+        self.disk_cache_check.setToolTip(
+            "slice embeddings are kept in the user cache (float16, about 2 MB per slice), so the "
+            "next session on this image, or one prepared with `slicesam embed`, computes none"
+        )
+        form.addRow(self.disk_cache_check)
         self.start_button = QPushButton("Start segmenting")
         self.start_button.clicked.connect(self.start)
         form.addRow(self.start_button)
@@ -572,6 +578,7 @@ class SliceSamWidget(QWidget):
         checkpoint = self.checkpoint_edit.text().strip() or None
         source = layer.metadata.get(PATH_KEY) or (str(volume.path) if volume.path else None)
         autosave = self.autosave_check.isChecked() and not lazy
+        disk_cache = self.disk_cache_check.isChecked()
         if lazy and self.autosave_check.isChecked():
             show_info("autosave is off for a volume read lazily; save the labels as you go")
         earlier = None
@@ -603,6 +610,7 @@ class SliceSamWidget(QWidget):
                         labels=session_labels,
                         checkpoint=checkpoint,
                         device=chosen,
+                        disk_cache=True if disk_cache else None,
                     )
                 except SliceSamError as exc:  # e.g. another slicing axis: start afresh
                     notes.append(f"could not restore {earlier}: {exc}")
@@ -614,6 +622,7 @@ class SliceSamWidget(QWidget):
                 device=chosen,
                 window=window,
                 labels=session_labels,
+                disk_cache=True if disk_cache else None,
             )
             if autosave:  # an earlier sidecar becomes the one backup, never overwritten
                 journal = start_autosave(session, True, image_path=source, axis=self.axes.axis)
