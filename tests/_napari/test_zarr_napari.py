@@ -105,3 +105,19 @@ def test_widget_starts_warm_from_the_disk_cache(make_napari_viewer, tmp_path, mo
     for z in range(vol.shape[0]):
         widget.session.embed(z)
     assert model.embed_calls == [], "every slice came from the disk cache"
+
+
+def test_writer_streams_a_label_store(store, tmp_path) -> None:
+    """napari's File > Save of a labels layer that holds a zarr store: written slice by slice,
+    never gathered into one array."""
+    from slicesam._napari.writer import write_labels
+    from slicesam.io.zarr_labels import memory_label_store
+
+    volume = load_volume(store)
+    labels = memory_label_store(volume.shape)
+    labels[4] = (block_volume()[4] > 100).astype(np.uint16)
+    meta = {"name": "stack labels", "metadata": {"slicesam_volume": volume}}
+    [written] = write_labels(str(tmp_path / "labels.ome.zarr"), labels, meta)
+    back = load_labels(written, like=volume)
+    np.testing.assert_array_equal(np.asarray(back[4]), np.asarray(labels[4]))
+    assert not np.asarray(back[3]).any()

@@ -23,6 +23,7 @@ import numpy as np
 from slicesam._napari.reader import NAMES_KEY, VOLUME_KEY
 from slicesam.errors import VolumeWriteError
 from slicesam.io import Volume, save_labels
+from slicesam.io.lazy import is_lazy
 
 #: napari (pint) unit names -> slicesam unit strings.
 _SLICESAM_UNITS = {
@@ -129,7 +130,7 @@ def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     path = os.fspath(path)
     if meta.get("multiscale"):
         data = data[0]
-    labels = np.asarray(data)
+    labels = data if is_lazy(data) else np.asarray(data)  # a label store is written slice by slice
     if labels.ndim != 3:
         name = meta.get("name", "labels")
         raise VolumeWriteError(
