@@ -266,3 +266,14 @@ def test_segment_cli_refuses_an_impossible_seg_before_loading_the_model(
     err = capsys.readouterr().err
     assert code == 2 and "StudyInstanceUID" in err and "does not invent" in err
     assert not (tmp_path / "s.dcm").exists()
+
+
+def test_sparse_and_large_label_values_round_trip(tmp_path) -> None:
+    vol = load_volume(series(tmp_path))
+    labels = np.zeros(vol.shape, np.uint32)
+    labels[1, 2:4, 2:4] = 5
+    labels[3, 4:7, 1:3] = 70_000  # beyond uint16: kept exactly through the TrackingID
+    out = save_labels(tmp_path / "seg.dcm", labels, like=vol, names={70_000: "big"})
+    back = load_labels(out, like=vol)
+    np.testing.assert_array_equal(back, labels)
+    assert read_dicom_seg(out, vol.geometry).names == {5: "label 5", 70_000: "big"}

@@ -217,9 +217,10 @@ def build_dicom_seg(
     from pydicom.sr.codedict import codes
 
     frames = np.ascontiguousarray(geometry.to_source(labels))
-    lut = np.zeros(int(max(values)) + 1, dtype=np.uint16 if len(values) > 255 else np.uint8)
-    lut[values] = np.arange(1, len(values) + 1)
-    segment_numbers = lut[frames]
+    # segment numbers 1..N in order of label value (values may be sparse: 1, 7, 40000)
+    number_of = np.searchsorted(np.asarray(values, dtype=frames.dtype), frames) + 1
+    dtype = np.uint16 if len(values) > 255 else np.uint8
+    segment_numbers = np.where(frames > 0, number_of, 0).astype(dtype)
     algorithm = hd.AlgorithmIdentificationSequence(
         name="napari-slicesam",
         family=codes.cid7162.ArtificialIntelligence,
