@@ -838,3 +838,28 @@ def test_a_read_only_pacs_export_keeps_its_session_and_embeddings_in_the_user_ca
     for z in range(again.shape[0]):
         again.embed(z)
     assert second.embed_calls == [], "every slice came from the disk cache"
+
+
+def test_series_sidecars_in_the_user_cache_are_found_but_not_their_backups(
+    tmp_path, monkeypatch
+) -> None:
+    """A read-only folder with two series: the sidecars go to the user cache, one per series;
+    restoring from the folder path finds them and never picks a backup."""
+    import slicesam.engine.autosave as autosave_mod
+    from slicesam import find_autosave
+    from slicesam.engine.session import Session
+
+    monkeypatch.setenv("SLICESAM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(autosave_mod, "_writable_dir", lambda folder: False)
+    folder, ct_uid, _mr_uid = two_series(tmp_path)
+    vol = load_volume(folder, series=ct_uid)
+    for name in ("first", "second"):  # the second moves the first aside as its backup
+        sess = Session(vol, model="grabcut", autosave=True)
+        sess.add_box(sess.new_object(name), 1, (1, 1, 3, 2))
+        sess.autosave.close()
+    assert sess.autosave.backup is not None and sess.autosave.backup.is_dir()
+    assert find_autosave(vol) == sess.autosave.path
+    found = find_autosave(folder)
+    assert found == sess.autosave.path, found
+    back = Session.restore(folder, model="grabcut", resume=False)
+    assert [o.name for o in back.objects.values()] == ["second"]

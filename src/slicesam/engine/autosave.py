@@ -103,12 +103,16 @@ def sidecar_candidates(image: str | Path | Volume | np.ndarray) -> list[Path]:
     if tag is not None:
         return [
             path.with_name(f"{path.name}.series-{tag}{SUFFIX}"),
-            cached.with_name(f"{cached.name}-{tag}"),
+            cached.with_name(f"{cached.name}-series-{tag}"),
         ]
     found = [path.with_name(path.name + SUFFIX), cached]
-    if path.is_dir():  # a DICOM folder: the sidecars of its series too
+    if path.is_dir():  # a DICOM folder: the sidecars of its series too (not their backups)
         found += sorted(path.parent.glob(f"{glob.escape(path.name)}.series-*{SUFFIX}"))
-        found += sorted(cached.parent.glob(f"{cached.name}-*"))
+        found += sorted(
+            p
+            for p in cached.parent.glob(f"{cached.name}-series-*")
+            if not p.name.endswith(BACKUP_SUFFIX)
+        )
     return found
 
 
