@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from slicesam import __version__
 from slicesam.errors import VolumeReadError, VolumeWriteError
 from slicesam.io.dicom import DicomGeometry
 from slicesam.io.dicom_headers import SEGMENTATION_SOP_CLASSES
@@ -91,15 +92,6 @@ def _segment_label(value: int, names: Mapping[int, str] | None) -> str:
     name = (names or {}).get(int(value))
     text = re.sub(r"[\\\x00-\x1f\x7f]", " ", str(name)).strip() if name else ""
     return (text or f"label {int(value)}")[:64]
-
-
-def _package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("napari-slicesam")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def check_seg_possible(geometry: Any, path: Path) -> None:
@@ -224,7 +216,7 @@ def build_dicom_seg(
     algorithm = hd.AlgorithmIdentificationSequence(
         name="napari-slicesam",
         family=codes.cid7162.ArtificialIntelligence,
-        version=_package_version(),
+        version=__version__,
     )
     descriptions = []
     for number, value in enumerate(values, start=1):
@@ -256,7 +248,7 @@ def build_dicom_seg(
                 instance_number=1,
                 manufacturer="napari-slicesam",
                 manufacturer_model_name="slicesam",
-                software_versions=_package_version(),
+                software_versions=__version__,
                 device_serial_number="n/a",
                 series_description="slicesam segmentation",
                 content_label="SLICESAM",
