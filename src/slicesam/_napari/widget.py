@@ -72,6 +72,7 @@ from slicesam._napari.layers import (
     visibility_colormap,
 )
 from slicesam._napari.reader import NAMES_KEY, PATH_KEY, VOLUME_KEY
+from slicesam._napari.writer import object_colors
 from slicesam.errors import SliceSamError
 from slicesam.io import DicomGeometry, Volume, save_labels
 from slicesam.io.dicom_seg import check_seg_possible
@@ -1155,10 +1156,7 @@ class SliceSamWidget(QWidget):
         labels = data if is_lazy(data) else np.asarray(data)  # a store is written slice by slice
         names = {obj.label_id: obj.name for obj in self.session.objects.values() if obj.name}
         ids = np.array(sorted(names), dtype=np.int64)
-        colors = {
-            int(i): tuple(int(round(c * 255)) for c in rgba[:3])
-            for i, rgba in zip(ids, np.asarray(self._cyclic_colormap.map(ids)), strict=True)
-        }
+        colors = object_colors({"colormap": self._cyclic_colormap}, ids)  # hidden ones too
         try:
             written = save_labels(path, labels, like=self.volume, names=names, colors=colors)
         except SliceSamError as exc:

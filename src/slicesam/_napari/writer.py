@@ -141,6 +141,7 @@ def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     names = colors = None
     if path.lower().endswith(".dcm"):
         names = object_names(meta)
-        colors = object_colors(meta, np.unique(labels)[np.unique(labels) != 0])
+        values = np.unique(labels)
+        colors = object_colors(meta, values[values != 0])
     written = save_labels(path, labels, like=like, names=names, colors=colors)
     return [str(written)]
