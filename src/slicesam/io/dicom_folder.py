@@ -111,6 +111,15 @@ def no_dicom_error(folder: Path, subfolders: int, has_dicomdir: bool) -> VolumeR
     )
 
 
+def series_of(folder: Path) -> dict[str, Series]:
+    """:func:`scan_folder`'s series of ``folder``, or the error that it holds no DICOM files
+    (naming a DICOMDIR or subfolders where the images may be)."""
+    found, subfolders, has_dicomdir = scan_folder(folder)
+    if not found:
+        raise no_dicom_error(folder, subfolders, has_dicomdir)
+    return found
+
+
 def list_series(folder: str | Path) -> list[str]:
     """One line per DICOM series in ``folder`` (its own files, not subfolders): UID,
     description, modality and number of slices or objects. Only headers are read.
@@ -119,9 +128,7 @@ def list_series(folder: str | Path) -> list[str]:
         VolumeReadError: the folder cannot be listed or holds no DICOM files.
     """
     folder = Path(folder)
-    found, subfolders, has_dicomdir = scan_folder(folder)
-    if not found:
-        raise no_dicom_error(folder, subfolders, has_dicomdir)
+    found = series_of(folder)
     return [s.summary() for s in found.values()]
 
 
@@ -156,9 +163,7 @@ def folder_contents(folder: str | Path) -> FolderContents:
         VolumeReadError: the folder cannot be listed or holds no DICOM files.
     """
     folder = Path(folder)
-    found, subfolders, has_dicomdir = scan_folder(folder)
-    if not found:
-        raise no_dicom_error(folder, subfolders, has_dicomdir)
+    found = series_of(folder)
     series = tuple(
         (s.uid, s.description) for header_uid, s in sorted(found.items()) if s.kind == "image"
     )
@@ -170,9 +175,7 @@ def folder_contents(folder: str | Path) -> FolderContents:
 
 def choose_series(folder: Path, series: str | None) -> Series:
     """The series to load, or an error listing the choices."""
-    found, subfolders, has_dicomdir = scan_folder(folder)
-    if not found:
-        raise no_dicom_error(folder, subfolders, has_dicomdir)
+    found = series_of(folder)
     listing = "; ".join(s.summary() for s in found.values())
     image_series = [s for s in found.values() if s.kind == "image"]
     if series is not None:
