@@ -15,21 +15,17 @@ from typing import Any
 
 import numpy as np
 
-from slicesam._napari.metadata_keys import NAMES_KEY, PATH_KEY, VOLUME_KEY
+from slicesam._napari.layer_data import LayerDataTuple, volume_layer_data
+from slicesam._napari.metadata_keys import NAMES_KEY
 from slicesam.errors import VolumeReadError
 from slicesam.io import Volume, load_volume
 from slicesam.io.dicom_folder import folder_contents, looks_like_dicom_folder
 from slicesam.io.dicom_seg import SegReference, read_dicom_seg, seg_reference
 
 
-def series_layers(folder: Path, volume_layer_data) -> list[tuple[Any, dict, str]]:
+def series_layers(folder: Path) -> list[LayerDataTuple]:
     """Layer data of a DICOM folder: one image layer per image series, then one labels layer
-    per DICOM-SEG in the folder that references one of them.
-
-    Args:
-        folder: the folder of DICOM files.
-        volume_layer_data: ``(Volume, name) -> layer data tuple`` for the image layers.
-    """
+    per DICOM-SEG in the folder that references one of them."""
     contents = folder_contents(folder)
     if not contents.image_series:
         if contents.segmentations:
@@ -98,32 +94,27 @@ def find_series_volume(seg_file: Path) -> Volume:
     )
 
 
-def seg_layer(seg_file: str | os.PathLike[str]) -> tuple[Any, dict, str]:
+def seg_layer(seg_file: str | os.PathLike[str]) -> LayerDataTuple:
     """Labels layer data of a DICOM-SEG file on the grid of its series (found beside it)."""
     path = Path(os.fspath(seg_file))
     return labels_layer(path, find_series_volume(path))
 
 
-def labels_layer(seg_file: Path, volume: Volume) -> tuple[Any, dict, str]:
-    """Labels layer data of ``seg_file`` read onto ``volume``'s (z, y, x) grid."""
+def labels_layer(seg_file: Path, volume: Volume) -> LayerDataTuple:
+    """Labels layer data of ``seg_file`` read onto ``volume``'s (z, y, x) grid: the series'
+    layer settings (scale, units, source volume) with the segments' names and colours."""
     seg = read_dicom_seg(seg_file, volume.geometry)
+    name = seg_file.stem if seg_file.suffix.lower() == ".dcm" else seg_file.name
+    _data, kwargs, _kind = volume_layer_data(volume, name, as_labels=True)
     values = sorted(seg.names)
-    colormap: dict[Any, Any] = {None: (0.0, 0.0, 0.0, 0.0), 0: (0.0, 0.0, 0.0, 0.0)}
-    for value, rgb in seg.colors.items():
-        colormap[value] = (*(c / 255.0 for c in rgb), 1.0)
-    kwargs: dict[str, Any] = {
-        "name": seg_file.stem if seg_file.suffix.lower() == ".dcm" else seg_file.name,
-        "scale": tuple(float(s) for s in volume.spacing),
-        "metadata": {
-            VOLUME_KEY: volume,
-            PATH_KEY: str(volume.path) if volume.path is not None else None,
-            NAMES_KEY: dict(seg.names),
-        },
-        "features": {
-            "index": [0, *values],
-            "name": ["background", *(seg.names[v] for v in values)],
-        },
+    kwargs["metadata"][NAMES_KEY] = dict(seg.names)
+    kwargs["features"] = {
+        "index": [0, *values],
+        "name": ["background", *(seg.names[v] for v in values)],
     }
     if values and all(v in seg.colors for v in values):
+        colormap: dict[Any, Any] = {None: (0.0, 0.0, 0.0, 0.0), 0: (0.0, 0.0, 0.0, 0.0)}
+        for value, rgb in seg.colors.items():
+            colormap[value] = (*(c / 255.0 for c in rgb), 1.0)
         kwargs["colormap"] = colormap
     return np.asarray(seg.labels), kwargs, "labels"

@@ -24,24 +24,20 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable, Sequence
-from importlib import metadata as _metadata
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from slicesam._napari.layer_data import LayerDataTuple, volume_layer_data
 from slicesam._napari.metadata_keys import (  # noqa: F401  (NAMES_KEY: the writer imports it here)
     NAMES_KEY,
     NOTE_KEY,
     PATH_KEY,
     VOLUME_KEY,
 )
-from slicesam.intensity import default_window
 from slicesam.io import SUPPORTED_SUFFIXES, Volume, load_volume
-from slicesam.io.lazy import is_lazy, layer_data
+from slicesam.io.lazy import is_lazy
 
-#: napari layer data tuple: (data, layer keyword arguments, layer type).
-LayerDataTuple = tuple[Any, dict[str, Any], str]
 PathOrPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 ReaderFunction = Callable[[PathOrPaths], list[LayerDataTuple]]
 
@@ -54,9 +50,6 @@ MAX_CHANNELS = 16
 
 #: Colormaps of the channel layers of a multichannel file (cycled).
 CHANNEL_COLORMAPS = ("green", "magenta", "cyan", "yellow", "red", "blue")
-
-#: slicesam unit names -> unit strings napari (pint) understands.
-_NAPARI_UNITS = {"mm": "mm", "um": "um", "nm": "nm", "cm": "cm", "m": "m", "px": "pixel"}
 
 
 def _as_paths(path: PathOrPaths) -> list[str]:
@@ -88,19 +81,6 @@ def looks_like_labels(path: str | os.PathLike[str], data: np.ndarray) -> bool:
     return data.dtype.kind in "iu" and any(hint in name for hint in LABEL_HINTS)
 
 
-def _napari_has_units() -> bool:
-    """Layers take ``units=`` from napari 0.6 on."""
-    try:
-        version = _metadata.version("napari")
-    except _metadata.PackageNotFoundError:
-        return False
-    parts = []
-    for piece in version.split(".")[:2]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts) >= (0, 6)
-
-
 def channel_count(volume: Volume) -> int:
     """Number of channels of the file ``volume`` came from (1 for a plain 3D volume).
 
@@ -118,53 +98,6 @@ def channel_count(volume: Volume) -> int:
         return 1
     n = int(np.prod(source_shape)) // max(int(np.prod(volume.shape)), 1)
     return max(n, 1)
-
-
-def volume_layer_data(
-    volume: Volume,
-    name: str,
-    *,
-    as_labels: bool = False,
-    colormap: str = "gray",
-    blending: str | None = None,
-) -> LayerDataTuple:
-    """Layer data tuple for a :class:`Volume`.
-
-    Args:
-        volume: the volume; its ``data`` (z, y, x) becomes the layer data (not copied).
-        name: layer name.
-        as_labels: make a labels layer (the data must be integer).
-        colormap: image colormap (ignored for labels).
-        blending: image blending mode; ``None`` keeps napari's default.
-
-    Returns:
-        ``(data, kwargs, "image" | "labels")`` with ``scale`` = ``volume.spacing`` (z, y, x),
-        ``metadata`` = {``VOLUME_KEY``: volume, ``PATH_KEY``: str(path) or None}, ``units``
-        (napari >= 0.6, known units) and, for images, ``contrast_limits`` from
-        :func:`slicesam.intensity.default_window` (CT: -160..240 HU, otherwise the 0.5/99.5
-        percentiles above the minimum).
-    """
-    kwargs: dict[str, Any] = {
-        "name": name,
-        "scale": tuple(float(s) for s in volume.spacing),
-        "metadata": {
-            VOLUME_KEY: volume,
-            PATH_KEY: str(volume.path) if volume.path is not None else None,
-        },
-    }
-    unit = _NAPARI_UNITS.get(volume.unit)
-    if unit is not None and _napari_has_units():
-        kwargs["units"] = (unit,) * 3
-    data = layer_data(volume.data)  # a lazy volume: a dask array napari reads as it draws
-    if as_labels:
-        return data, kwargs, "labels"
-    kwargs["contrast_limits"] = tuple(
-        float(v) for v in default_window(volume.data, volume.modality)
-    )
-    kwargs["colormap"] = colormap
-    if blending is not None:
-        kwargs["blending"] = blending
-    return data, kwargs, "image"
 
 
 def only_first_channel_note(path: Path, volume: Volume, n: int) -> str:
@@ -226,9 +159,7 @@ def read_path(path: str | os.PathLike[str]) -> list[LayerDataTuple]:
         return read_volume(p)
     if os.path.isdir(p):
         folder = Path(p).expanduser()
-        return dicom_layers.series_layers(
-            folder, lambda volume, name: volume_layer_data(volume, name)
-        )
+        return dicom_layers.series_layers(folder)
     if _is_dicom_seg_name(p):
         return [dicom_layers.seg_layer(p)]
     return read_volume(p)
