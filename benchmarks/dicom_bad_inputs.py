@@ -22,11 +22,18 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLossless, generate_uid
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "io"))
-from dicom_factory import cosines, ct_stack, ds_text, make_slice, write_series  # noqa: E402
+from dicom_factory import (  # noqa: E402
+    NO_JPEG_LOSSLESS_PLUGINS,
+    as_jpeg_lossless,
+    cosines,
+    ct_stack,
+    ds_text,
+    make_slice,
+    write_series,
+)
 
 from slicesam.cli import main  # noqa: E402
 
@@ -105,19 +112,10 @@ def undecodable(d: Path) -> None:
     """JPEG Lossless on a machine without its decoders (pydicom told it has no plugin)."""
     from pydicom.pixels import get_decoder
 
-    files = write_series(d, ct_stack((3, 4, 4)))
-    for f in files:
-        ds = pydicom.dcmread(f)
-        ds.PixelData = encapsulate([b"\xff\xd8" + bytes(30) + b"\xff\xd9"])
-        ds["PixelData"].VR = "OB"
-        ds.file_meta.TransferSyntaxUID = JPEGLossless
-        ds.save_as(f)
+    as_jpeg_lossless(write_series(d, ct_stack((3, 4, 4))))
     decoder = get_decoder(JPEGLossless)
     decoder._available = {}
-    decoder._unavailable = {
-        "gdcm": ("gdcm>=3.0.10",),
-        "pylibjpeg": ("pylibjpeg>=2.0", "pylibjpeg-libjpeg>=2.1"),
-    }
+    decoder._unavailable = NO_JPEG_LOSSLESS_PLUGINS
 
 
 def empty(d: Path) -> None:

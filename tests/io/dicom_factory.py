@@ -16,6 +16,7 @@ from pydicom.uid import (
     CTImageStorage,
     ExplicitVRLittleEndian,
     JPEG2000Lossless,
+    JPEGLossless,
     MRImageStorage,
     generate_uid,
 )
@@ -193,3 +194,23 @@ def write_series(
 def ct_stack(shape=(5, 6, 7), seed: int = 0) -> np.ndarray:
     """Stored CT values (uint16, 0..3000: HU -1024..1976 with intercept -1024)."""
     return np.random.default_rng(seed).integers(0, 3000, size=shape).astype(np.uint16)
+
+
+#: What pydicom's JPEG Lossless decoder reports on a machine without GDCM or pylibjpeg-libjpeg
+#: (its ``_unavailable``; with ``_available`` empty it has no plugin).
+NO_JPEG_LOSSLESS_PLUGINS = {
+    "gdcm": ("gdcm>=3.0.10",),
+    "pylibjpeg": ("pylibjpeg>=2.0", "pylibjpeg-libjpeg>=2.1"),
+}
+
+
+def as_jpeg_lossless(files: list[Path]) -> None:
+    """Rewrite each file's pixel data as a (tiny, undecodable) JPEG Lossless stream."""
+    import pydicom
+
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ds.PixelData = encapsulate([b"\xff\xd8" + bytes(30) + b"\xff\xd9"])
+        ds["PixelData"].VR = "OB"
+        ds.file_meta.TransferSyntaxUID = JPEGLossless
+        ds.save_as(f)

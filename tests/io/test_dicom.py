@@ -24,7 +24,9 @@ import pydicom
 import pytest
 from dicom_factory import (
     AXIAL,
+    NO_JPEG_LOSSLESS_PLUGINS,
     SECRETS,
+    as_jpeg_lossless,
     cosines,
     ct_stack,
     ds_text,
@@ -36,7 +38,6 @@ from dicom_factory import (
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.encaps import encapsulate
 from pydicom.uid import (
     CTImageStorage,
     ExplicitVRLittleEndian,
@@ -306,21 +307,8 @@ def test_undecodable_compression_names_the_packages(tmp_path, monkeypatch) -> No
 
     decoder = get_decoder(JPEGLossless)
     monkeypatch.setattr(decoder, "_available", {})
-    monkeypatch.setattr(
-        decoder,
-        "_unavailable",
-        {
-            "gdcm": ("gdcm>=3.0.10",),
-            "pylibjpeg": ("pylibjpeg>=2.0", "pylibjpeg-libjpeg>=2.1"),
-        },
-    )
-    files = write_series(tmp_path, ct_stack((3, 4, 4)))
-    for f in files:
-        ds = pydicom.dcmread(f)
-        ds.PixelData = encapsulate([b"\xff\xd8" + bytes(30) + b"\xff\xd9"])
-        ds["PixelData"].VR = "OB"
-        ds.file_meta.TransferSyntaxUID = JPEGLossless
-        ds.save_as(f)
+    monkeypatch.setattr(decoder, "_unavailable", NO_JPEG_LOSSLESS_PLUGINS)
+    as_jpeg_lossless(write_series(tmp_path, ct_stack((3, 4, 4))))
     msg = load_refused(tmp_path, "no installed package can decode it")
     assert "JPEG Lossless" in msg and "pylibjpeg" in msg and "python-gdcm" in msg
 
