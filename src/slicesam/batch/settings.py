@@ -36,6 +36,14 @@ class BatchSettings:
     propagate: bool = True
     threads: int | None = None
 
+    def read_options(self) -> dict:
+        """The ``load_volume`` keywords of these settings (channel, modality, NaN filling)."""
+        return {
+            "channel": self.channel,
+            "modality": self.modality,
+            "fill_nonfinite": self.fill_nonfinite,
+        }
+
     def recipe(self) -> dict:
         """What the results depend on, for the record that lets a re-run skip a volume: all
         but where it runs (``device``, ``threads``). The checkpoint counts by path, size and

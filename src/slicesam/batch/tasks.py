@@ -133,9 +133,7 @@ def _segment(job: Job, folder: Path, settings: BatchSettings, result: JobResult)
         job.image,
         job.prompts,
         series=job.series,
-        channel=settings.channel,
-        modality=settings.modality,
-        fill_nonfinite=settings.fill_nonfinite,
+        **settings.read_options(),
     )
     model, threads = worker_model()
     sess = Session(vol, model=model, window=settings.window)
@@ -174,9 +172,7 @@ def embed_task(job: Job, settings: BatchSettings, cache_dir: str | None) -> JobR
             vol = load_volume(
                 job.image,
                 series=job.series,
-                channel=settings.channel,
-                modality=settings.modality,
-                fill_nonfinite=settings.fill_nonfinite,
+                **settings.read_options(),
             )
             model, threads = worker_model()
             if not model.capabilities.packs_embeddings:
