@@ -15,6 +15,7 @@ from slicesam.models.medsam import MedSamModel, preprocess_medsam
 from slicesam.models.mobilesam import build_mobile_sam
 from slicesam.models.sam import SamModel
 from slicesam.models.tinyvit import TinyViTEncoder
+from slicesam.models.torch_sam import prompt_tensors
 
 #: Parameter names of the official mobile_sam.pt layout (a sample from every kind of module).
 OFFICIAL_KEYS = [
@@ -168,7 +169,10 @@ def test_medsam_loads_through_the_registry(vit_b_checkpoint):
     assert model.weights_sha256 == file_sha256(vit_b_checkpoint)
     # Boxes scale by (1024 / W, 1024 / H): the input is the stretched full square.
     emb = Embedding(torch.randn(1, 256, 64, 64), (40, 50), (1024, 1024), 0)
-    np.testing.assert_allclose(model._coords_scale(emb), [1024 / 50, 1024 / 40])
+    _, box, _ = prompt_tensors(emb, "cpu", box=(15, 10, 34, 29))
+    np.testing.assert_allclose(
+        box.numpy()[0], [15 * 1024 / 50, 10 * 1024 / 40, 34 * 1024 / 50, 29 * 1024 / 40], rtol=1e-6
+    )
     pred = model.predict(emb, box=(15, 10, 34, 29))
     assert pred.masks.shape == (1, 40, 50)
 

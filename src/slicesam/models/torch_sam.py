@@ -143,10 +143,6 @@ class TorchSamFamilyModel:
             nbytes=features.element_size() * features.nelement(),
         )
 
-    def _coords_scale(self, emb: Embedding) -> np.ndarray:
-        (h0, w0), (h1, w1) = emb.original_size, emb.input_size
-        return np.array([w1 / w0, h1 / h0], dtype=np.float64)
-
     @torch.inference_mode()
     def predict(
         self,
@@ -159,30 +155,35 @@ class TorchSamFamilyModel:
         multimask: bool = False,
     ) -> Prediction:
         """Decode masks for the prompts; see :class:`~slicesam.models.base.SegmentationModel`."""
+        return self._decode(
+            self.prompt_encoder,
+            self.mask_decoder,
+            self.fast_decoder,
+            embedding,
+            prompt_tensors(embedding, self.device, box, points, point_labels, mask_input),
+            multimask,
+        )
+
+    def _decode(
+        self,
+        prompt_encoder: torch.nn.Module,
+        mask_decoder: torch.nn.Module,
+        fast_decoder,
+        embedding: Embedding,
+        prompts: tuple,
+        multimask: bool,
+    ) -> Prediction:
+        """One decoder pass with ``prompts`` (:func:`prompt_tensors`) through the given prompt
+        encoder and mask decoder (``fast_decoder``: its fast twin, or None)."""
         dev = self.device
-        scale = self._coords_scale(embedding)
-        point_arg = None
-        if points is not None and len(points):
-            coords = np.asarray(points, dtype=np.float64).reshape(-1, 2) * scale
-            labels = np.asarray(point_labels, dtype=np.int64).reshape(-1)
-            point_arg = (
-                torch.as_tensor(coords, dtype=torch.float32, device=dev)[None],
-                torch.as_tensor(labels, dtype=torch.int64, device=dev)[None],
-            )
-        box_arg = None
-        if box is not None:
-            b = np.asarray(box, dtype=np.float64).reshape(2, 2) * scale
-            box_arg = torch.as_tensor(b.reshape(1, 4), dtype=torch.float32, device=dev)
-        mask_arg = None
-        if mask_input is not None:
-            mask_arg = torch.as_tensor(mask_input, dtype=torch.float32, device=dev)[None, None]
-        sparse, dense = self.prompt_encoder(points=point_arg, boxes=box_arg, masks=mask_arg)
+        point_arg, box_arg, mask_arg = prompts
+        sparse, dense = prompt_encoder(points=point_arg, boxes=box_arg, masks=mask_arg)
         if self._dense_pe is None:
-            self._dense_pe = self.prompt_encoder.get_dense_pe()
-        if self.fast_decoder is not None:
+            self._dense_pe = prompt_encoder.get_dense_pe()
+        if fast_decoder is not None:
             # the per-slice precomputation is reused while the embedding tensor is the same
             # object and no mask prompt changes the dense embedding
-            low_res, iou = self.fast_decoder(
+            low_res, iou = fast_decoder(
                 embedding.features.to(device=dev),
                 self._dense_pe,
                 sparse,
@@ -191,14 +192,14 @@ class TorchSamFamilyModel:
                 cached=mask_arg is None,
             )
         else:
-            low_res, iou = self.mask_decoder(
+            low_res, iou = mask_decoder(
                 image_embeddings=embedding.features.to(device=dev, dtype=torch.float32),
                 image_pe=self._dense_pe,
                 sparse_prompt_embeddings=sparse,
                 dense_prompt_embeddings=dense,
                 multimask_output=multimask,
             )
-        logits = self._upsample(low_res, embedding)[0].float().cpu().numpy()
+        logits = upsample_logits(low_res, self._input_size, embedding)[0].float().cpu().numpy()
         return Prediction(
             masks=logits > 0,
             scores=iou[0].float().cpu().numpy(),
@@ -206,12 +207,48 @@ class TorchSamFamilyModel:
             logits=logits,
         )
 
-    def _upsample(self, low_res: torch.Tensor, emb: Embedding) -> torch.Tensor:
-        """(1, K, h, w) low-res logits -> (1, K, H, W) logits in the original slice frame."""
-        if low_res.shape[-1] != self._input_size:
-            low_res = F.interpolate(
-                low_res, (self._input_size, self._input_size), mode="bilinear", align_corners=False
-            )
-        h, w = emb.input_size
-        cropped = low_res[..., :h, :w]
-        return F.interpolate(cropped, emb.original_size, mode="bilinear", align_corners=False)
+
+def prompt_tensors(
+    embedding: Embedding,
+    device: str,
+    box: tuple[float, float, float, float] | None = None,
+    points: np.ndarray | None = None,
+    point_labels: np.ndarray | None = None,
+    mask_input: np.ndarray | None = None,
+) -> tuple:
+    """Slice-pixel prompts as a SAM prompt encoder's arguments, in the model input's frame.
+
+    Returns:
+        (points, boxes, masks): ``((1, N, 2) float32 (x, y), (1, N) int64 labels)`` or None,
+        a (1, 4) float32 box or None, a (1, 1, h, w) float32 mask prompt or None.
+    """
+    (h0, w0), (h1, w1) = embedding.original_size, embedding.input_size
+    scale = np.array([w1 / w0, h1 / h0], dtype=np.float64)
+    point_arg = None
+    if points is not None and len(points):
+        coords = np.asarray(points, dtype=np.float64).reshape(-1, 2) * scale
+        labels = np.asarray(point_labels, dtype=np.int64).reshape(-1)
+        point_arg = (
+            torch.as_tensor(coords, dtype=torch.float32, device=device)[None],
+            torch.as_tensor(labels, dtype=torch.int64, device=device)[None],
+        )
+    box_arg = None
+    if box is not None:
+        b = np.asarray(box, dtype=np.float64).reshape(2, 2) * scale
+        box_arg = torch.as_tensor(b.reshape(1, 4), dtype=torch.float32, device=device)
+    mask_arg = None
+    if mask_input is not None:
+        mask_arg = torch.as_tensor(mask_input, dtype=torch.float32, device=device)[None, None]
+    return point_arg, box_arg, mask_arg
+
+
+def upsample_logits(low_res: torch.Tensor, input_side: int, emb: Embedding) -> torch.Tensor:
+    """(B, K, h, w) low-res logits of a square ``input_side`` model input -> (B, K, H, W)
+    logits in the original slice frame (the padding cropped away)."""
+    if low_res.shape[-1] != input_side:
+        low_res = F.interpolate(
+            low_res, (input_side, input_side), mode="bilinear", align_corners=False
+        )
+    h, w = emb.input_size
+    cropped = low_res[..., :h, :w]
+    return F.interpolate(cropped, emb.original_size, mode="bilinear", align_corners=False)
