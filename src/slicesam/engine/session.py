@@ -5,8 +5,9 @@ objects, undo/redo) of one volume, edited by a promptable model. It talks to the
 through :mod:`slicesam.models.base`'s interface and never imports torch, Qt or napari. What a
 prompt on a slice becomes is decided by a prompting strategy (:mod:`slicesam.engine.prompting`),
 what a propagation writes by :mod:`slicesam.engine.walks` (the walk itself is a generator of
-steps in :mod:`slicesam.engine.propagation`), review helpers are in
-:mod:`slicesam.engine.review`.
+steps in :mod:`slicesam.engine.propagation`); both see the session through :mod:`.contexts`. Review
+helpers are in :mod:`.review`, the constructor's input checks in :mod:`.session_inputs`, the
+background threads' side in the base class :mod:`.model_threads`, restoring in :mod:`.restoring`.
 """
 
 from __future__ import annotations
@@ -14,32 +15,31 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-import warnings
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import PromptError, SliceSamError
 from ..intensity import apply_window, resolve_window
-from ..io.lazy import as_volume_data, is_lazy, slice_sample
 from ..io.volume import Volume
-from ..models.base import Embedding, Prediction, SegmentationModel
-from ..models.yield_points import set_yield_hook
+from ..models.base import Embedding, SegmentationModel
 from ..prompts import Box, Lasso, Point, Scribble, make_box
 from ..quality import ObjectStats, object_stats
-from . import review, walks
+from . import restoring, review, walks
 from .annotation import Annotation
 from .cache import session_cache
 from .clicks import CLICK_STRATEGIES, ClickEdits, default_click_edits
+from .contexts import object_context, slice_context
 from .foreground import ForegroundGate, interactive
 from .journal import Journal, journaled
 from .label_volume import Labels, object_block
 from .masks import clip_box, paint
-from .objects import DERIVED, SegObject, SlicePrompts
-from .prompting import SliceContext, SliceResult, neighbour_mask, prompt_name, prompting_for
+from .model_threads import ModelThreads
+from .objects import DERIVED, SegObject
+from .prompting import SliceResult, prompt_name, prompting_for
 from .propagation import PropagationParams, default_params
+from .session_inputs import check_autosave, session_labels, session_volume, warn_if_constant
 from .strokes import stroke_on_slice
 from .walks import INTERPOLATED_CONFIDENCE, Correction, PropagationSummary, interpolated_record
 
@@ -56,7 +56,7 @@ __all__ = [
 Prompt = Box | Point | Scribble | Lasso
 
 
-class Session(Annotation):
+class Session(ModelThreads, Annotation):
     """Segment objects in a volume with a promptable model, slice by slice.
 
     The labels, objects and undo/redo are those of :class:`~slicesam.engine.annotation.Annotation`.
@@ -133,40 +133,11 @@ class Session(Annotation):
         if overwrite not in ("propagated", "none"):
             raise SliceSamError(f"overwrite must be 'propagated' or 'none', got {overwrite!r}")
         self.overwrite = overwrite
-        if not isinstance(volume, Volume):
-            volume = Volume(data=as_volume_data(volume))
-        if volume.data.ndim != 3:
-            raise SliceSamError(
-                f"a session needs a 3D (z, y, x) volume, got shape {volume.data.shape}"
-            )
-        lazy = is_lazy(volume.data)
-        # the voxels checked here and windowed by default: all, or a lazy volume's sample
-        seen = slice_sample(volume.data)
-        if np.issubdtype(seen.dtype, np.floating) and not np.isfinite(seen).all():
-            raise SliceSamError(
-                "the volume has NaN or infinite voxels; load it with "
-                "load_volume(path, fill_nonfinite=<value>) to replace them"
-            )
+        volume, seen = session_volume(volume)
         self.volume = volume
-        if labels_store is not None:
-            if labels is not None:
-                raise SliceSamError("pass labels= or labels_store=, not both")
-            from ..io.zarr_labels import open_label_store
-
-            labels = open_label_store(labels_store, volume.shape)
-        elif labels is None and lazy:
-            from ..io.zarr_labels import memory_label_store
-
-            labels = memory_label_store(volume.shape)
-        super().__init__(volume.data.shape, labels)
+        super().__init__(volume.data.shape, session_labels(volume, labels, labels_store))
         self.window = resolve_window(window, seen, volume.modality)
-        if seen.size and seen.min() == seen.max():
-            where = f"every voxel of the {len(seen)} slices sampled" if lazy else "every voxel"
-            warnings.warn(
-                f"the volume is constant ({where} is {seen.flat[0]}): there is no "
-                "structure to segment; is it the right file or channel?",
-                stacklevel=2,
-            )
+        warn_if_constant(volume, seen)
         if isinstance(model, str):
             from ..models.registry import load_model
 
@@ -191,12 +162,7 @@ class Session(Annotation):
         )
         #: The autosave journal (:mod:`slicesam.engine.journal`), or None.
         self.autosave: Journal | None = None
-        if autosave and not isinstance(self.labels, np.ndarray):
-            raise SliceSamError(
-                "autosave is not available when the labels are a label store (a lazy volume, "
-                "or labels_store=): its snapshots hold the whole label volume in memory; "
-                "pass labels_store=<path> to keep every change on disk instead"
-            )
+        check_autosave(autosave, self.labels)
         if autosave:
             from .autosave import start_autosave
 
@@ -216,30 +182,6 @@ class Session(Annotation):
     def _compute_embedding(self, z: int) -> Embedding:
         with self.gate.working():
             return self.model.embed(apply_window(self.volume.data[z], self.window))
-
-    def limit_threads(self, n: int) -> None:
-        """Limit the model's CPU threads for forwards run from the calling thread (used by the
-        prefetcher's thread; a no-op for models without a thread pool)."""
-        if self.model.capabilities.thread_limit:
-            self.model.limit_threads(n)
-
-    def background_setup(self, threads: int | None = None) -> None:
-        """Make the calling thread a background worker of this session (the prefetcher's
-        ``thread_setup``): its forwards pause at their yield points while interactive work
-        runs (:attr:`gate`); ``threads`` also limits its CPU threads."""
-        set_yield_hook(self.gate.wait_idle)
-        self.gate.register_background()
-        if threads:
-            self.limit_threads(threads)
-
-    def foreground(self) -> AbstractContextManager[None]:
-        """A context for interactive work done outside the session's own methods (e.g. a GUI
-        calling the model directly): background forwards pause meanwhile. The session's
-        prompts and propagation enter it by themselves."""
-        return self.gate.busy()
-
-    def _predict(self, z: int, **prompts) -> Prediction:
-        return self.model.predict(self.embed(z), **prompts)
 
     # -- prompts --------------------------------------------------------------------------------
 
@@ -270,7 +212,7 @@ class Session(Annotation):
                     f"(x 0..{self.shape[2] - 1}, y 0..{self.shape[1] - 1})"
                 )
             b = Box(z, *clipped)
-            result = self.prompting.box(self._context(target, z), b)
+            result = self.prompting.box(slice_context(self, target, z), b)
             return self._write_user_slice(target, z, result, prompt_name(b))
 
     @interactive
@@ -291,7 +233,7 @@ class Session(Annotation):
                     f"point (y={y}, x={x}) is outside slice {z} (y 0..{h - 1}, x 0..{w - 1})"
                 )
             point = Point(z, float(y), float(x), bool(positive))
-            result = self.prompting.click(self._context(target, z), point)
+            result = self.prompting.click(slice_context(self, target, z), point)
             return self._write_user_slice(target, z, result, prompt_name(point))
 
     @interactive
@@ -360,7 +302,7 @@ class Session(Annotation):
             target = self._get(obj)
             z = self._check_z(z)
             line = stroke_on_slice(points, self.shape[1:], z, "scribble")
-            result = self.prompting.scribble(self._context(target, z), line, bool(positive))
+            result = self.prompting.scribble(slice_context(self, target, z), line, bool(positive))
             name = prompt_name(Scribble(z, (), bool(positive)))
             return self._write_user_slice(target, z, result, name)
 
@@ -379,31 +321,9 @@ class Session(Annotation):
             target = self._get(obj)
             z = self._check_z(z)
             poly = stroke_on_slice(polygon, self.shape[1:], z, "lasso")
-            result = self.prompting.lasso(self._context(target, z), poly, bool(positive))
+            result = self.prompting.lasso(slice_context(self, target, z), poly, bool(positive))
             name = prompt_name(Lasso(z, (), bool(positive)))
             return self._write_user_slice(target, z, result, name)
-
-    def _unit_slice(self, z: int) -> np.ndarray:
-        """Slice ``z`` windowed as the model sees it, as float32 in 0-1."""
-        return apply_window(self.volume.data[z], self.window).astype(np.float32) / 255.0
-
-    def _context(self, target: SegObject, z: int) -> SliceContext:
-        """What a prompt on slice ``z`` of ``target`` may use."""
-        record = target.slices.get(z)
-        prompts = record.prompts if record is not None else None
-        return SliceContext(
-            z=z,
-            predict=functools.partial(self._predict, z),
-            current=self.labels[z] == target.label_id,
-            prompts=prompts if prompts is not None else SlicePrompts(),
-            logits=record.logits if record is not None else None,
-            model_px=self.model_px,
-            params=self.params,
-            strategy=self.click_strategy,
-            edits=self.click_edits,
-            image=functools.partial(self._unit_slice, z),
-            neighbour=functools.partial(neighbour_mask, self.labels, target.label_id, z),
-        )
 
     def _write_user_slice(
         self, target: SegObject, z: int, result: SliceResult, name: str
@@ -424,17 +344,6 @@ class Session(Annotation):
         return self.labels[z] == target.label_id
 
     # -- propagation ------------------------------------------------------------------------------
-    def _object_context(self, target: SegObject) -> walks.ObjectContext:
-        label = target.label_id
-        return walks.ObjectContext(
-            target,
-            lambda z: self.labels[z] == label,
-            self._predict,
-            self._unit_slice,
-            self.params,
-            self.model_px,
-        )
-
     @interactive
     @journaled
     def propagate(
@@ -483,7 +392,7 @@ class Session(Annotation):
             )
             before = self._state()
             outcome = walks.propagate_object(
-                self._object_context(target),
+                object_context(self, target),
                 inside,
                 starts,
                 lo,
@@ -527,7 +436,7 @@ class Session(Annotation):
                     f"(it has {anchors or 'none'})"
                 )
             before = self._state()
-            masks = walks.interpolate_between(self._object_context(target), anchors)
+            masks = walks.interpolate_between(object_context(self, target), anchors)
             updates = {z: (m, interpolated_record(target.slices.get(z))) for z, m in masks.items()}
             self._write_slices(target, f"interpolate {obj}", before, updates)
             return sorted(updates)
@@ -572,52 +481,8 @@ class Session(Annotation):
         return found
 
     # -- persistence ---------------------------------------------------------------------
-    @classmethod
-    def restore(
-        cls,
-        path: str | Path,
-        *,
-        model: str | SegmentationModel | None = None,
-        volume: Volume | np.ndarray | None = None,
-        image: str | Path | None = None,
-        labels: np.ndarray | None = None,
-        checkpoint: str | Path | None = None,
-        device: str | None = None,
-        resume: bool = True,
-        **session_kwargs,
-    ) -> Session:
-        """Reopen an autosaved session from its sidecar folder (or its image's path): labels,
-        objects (names, lock state) and prompts.
-
-        Args:
-            path: the sidecar folder, or the image whose sidecar to find.
-            model: a model instance or registry name (default: the recorded model name).
-            volume: the session's volume (default: the recorded image file, checked against
-                the recorded content fingerprint).
-            image: the image file, when it moved since the session was saved.
-            labels: an array to restore the labels into (e.g. a napari layer's data).
-            checkpoint, device: for loading ``model`` by name (device default: "auto").
-            resume: keep autosaving into the same sidecar (a ``restore`` record marks it).
-            **session_kwargs: passed to :class:`Session` (e.g. ``cache_bytes``).
-
-        The window, propagation params, overwrite mode and click settings are the recorded
-        ones. Undo history and mask logits are not restored. A model whose weights differ
-        from the recorded ones is used with a warning (restoring needs no model output).
-        """
-        from .autosave import read_autosave, resume_autosave
-
-        saved = read_autosave(path, volume=volume, image=image, labels=labels)
-        session = cls(
-            saved.volume,
-            model=model if model is not None else saved.model,
-            checkpoint=checkpoint,
-            device=device or "auto",
-            labels=saved.labels,
-            **{**saved.settings, **session_kwargs},
-        )
-        session.set_objects(saved.objects)
-        resume_autosave(session, saved, resume=resume)
-        return session
+    #: Reopen an autosaved session (:func:`slicesam.engine.restoring.restore`, its arguments).
+    restore = classmethod(restoring.restore)
 
     def __repr__(self) -> str:
         return (
