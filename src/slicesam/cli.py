@@ -281,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_batch import add_batch_parsers
 
     add_batch_parsers(sub)  # `batch` and `embed`: many volumes on dask.distributed
+    from .cli_train import add_train_parser
+
+    add_train_parser(sub)  # `train-clicks`: LiteMedSAM's decoder trained for clicks
 
     info = sub.add_parser("info", help="print a volume's shape, spacing and modality")
     info.add_argument("image", help="a volume, a label file, or a folder of DICOM files")

@@ -162,6 +162,14 @@ def replay_session(
             f"the session's embeddings came from the {recorded_variant} encoder, the replay's "
             f"from the {variant} one (SLICESAM_FAST_ENCODER): the labels may differ slightly"
         )
+    recorded_clicks = settings.get("click_decoder")
+    clicks = model.capabilities.click_decoder
+    if recorded_clicks not in (None, clicks):
+        notes.append(
+            f"the session's clicks went to click decoder {recorded_clicks[:12] or 'none'}, the "
+            f"replay's to {clicks[:12] or 'none'} (SLICESAM_LITEMEDSAM_CLICKS): the labels "
+            "will differ"
+        )
     want = threads if threads is not None else settings.get("torch_threads")
     got = _set_torch_threads(want)
     if want and got is not None and got != want:

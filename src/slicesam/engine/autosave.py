@@ -228,6 +228,7 @@ def session_header(
             "weights_sha256": model.weights_sha256,
             "device": str(model.device),
             "encoder_variant": model.capabilities.encoder,
+            "click_decoder": model.capabilities.click_decoder,
             "click_strategy": session.click_strategy,
             "click_edits": to_jsonable(session.click_edits),
             "torch_threads": torch_threads(),

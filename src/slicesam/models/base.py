@@ -67,6 +67,8 @@ class Capabilities:
             forwards.
         packs_embeddings: ``pack``/``unpack`` turn an embedding into numpy arrays and back
             (the on-disk embedding cache).
+        click_decoder: sha256 of the learned decoder that predictions with clicks go to
+            ("" when clicks go to the model's own decoder); recorded so a replay can tell.
     """
 
     points: bool = True
@@ -75,6 +77,7 @@ class Capabilities:
     low_res_padded: bool = False
     thread_limit: bool = False
     packs_embeddings: bool = False
+    click_decoder: str = ""
 
 
 @runtime_checkable

@@ -25,9 +25,10 @@ import torch
 from ..errors import CheckpointError
 from .base import Embedding, Prediction
 from .checkpoints import file_sha256, load_state_dict
+from .click_decoder import click_mode, load_click_modules
 from .device import autocast, default_dtype, resolve_device
 from .tinyvit_fast import FastTinyViT, fast_encoder_default
-from .torch_sam import TorchSamFamilyModel, longest_side_shape
+from .torch_sam import TorchSamFamilyModel, longest_side_shape, prompt_tensors
 
 INPUT_SIZE = 256
 
@@ -48,7 +49,8 @@ def preprocess_litemedsam(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int
 
 
 class LiteMedSAM(TorchSamFamilyModel):
-    """LiteMedSAM behind the slicesam model interface. Trained with boxes: ``box_only``.
+    """LiteMedSAM behind the slicesam model interface. Trained with boxes: ``box_only``,
+    unless a click decoder (:mod:`~slicesam.models.click_decoder`) takes its clicks.
 
     On CUDA both networks run under float16 autocast (:func:`~slicesam.models.device.autocast`;
     a no-op elsewhere: the CPU encoder chooses its own precision).
@@ -56,13 +58,60 @@ class LiteMedSAM(TorchSamFamilyModel):
 
     box_only = True
 
+    def use_click_decoder(
+        self, prompt_encoder: torch.nn.Module, mask_decoder: torch.nn.Module, sha256: str
+    ) -> None:
+        """Send predictions that have clicks to this prompt encoder and mask decoder (a
+        click decoder, :func:`~slicesam.models.click_decoder.load_click_modules`); boxes
+        alone keep the original decoder."""
+        self.click_prompt_encoder = prompt_encoder.to(self.device).eval()
+        self.click_mask_decoder = mask_decoder.to(self.device).eval()
+        self.click_fast_decoder = None
+        if self.fast_decoder is not None:
+            from .mask_decoder_fast import FastMaskDecoder
+
+            self.click_fast_decoder = FastMaskDecoder(mask_decoder.state_dict()).to(self.device)
+        self.click_decoder_sha256 = sha256
+        self.box_only = False
+
     def embed(self, image: np.ndarray) -> Embedding:
         with autocast(self.device):
             return super().embed(image)
 
-    def predict(self, embedding: Embedding, **prompts) -> Prediction:
+    def predict(
+        self,
+        embedding: Embedding,
+        *,
+        box: tuple[float, float, float, float] | None = None,
+        points: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask: bool = False,
+    ) -> Prediction:
+        """Decode masks; see :class:`~slicesam.models.base.SegmentationModel`. With a click
+        decoder, a prompt with clicks goes to it and gives one mask (it was trained for one)."""
         with autocast(self.device):
-            return super().predict(embedding, **prompts)
+            if self.click_decoder_sha256 and points is not None and len(points):
+                prompts = prompt_tensors(
+                    embedding, self.device, box, points, point_labels, mask_input
+                )
+                with torch.inference_mode():
+                    return self._decode(
+                        self.click_prompt_encoder,
+                        self.click_mask_decoder,
+                        self.click_fast_decoder,
+                        embedding,
+                        prompts,
+                        False,
+                    )
+            return super().predict(
+                embedding,
+                box=box,
+                points=points,
+                point_labels=point_labels,
+                mask_input=mask_input,
+                multimask=multimask,
+            )
 
     def _preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
         array, size = preprocess_litemedsam(image)
@@ -75,6 +124,8 @@ def load_litemedsam(
     *,
     fast: bool | None = None,
     encoder_dtype: torch.dtype | None = None,
+    clicks: str | None = None,
+    click_decoder: str | Path | None = None,
 ) -> LiteMedSAM:
     """Build LiteMedSAM and load its weights.
 
@@ -91,6 +142,10 @@ def load_litemedsam(
         encoder_dtype: compute dtype of the fast encoder; None = float32, or bfloat16 when
             ``SLICESAM_ENCODER_DTYPE=bfloat16`` and the CPU has native bf16 (see
             :func:`~slicesam.models.device.default_dtype`: bf16 changes the masks).
+        clicks: "learned" (clicks go to the click decoder) or "rules" (the original decoder
+            and the engine's click rules); None = :func:`~slicesam.models.click_decoder.click_mode`.
+        click_decoder: a click decoder file from ``slicesam train-clicks`` instead of the
+            shipped one (implies ``clicks="learned"`` unless ``clicks`` says otherwise).
     """
     with warnings.catch_warnings():  # its vendored TinyViT uses deprecated timm import paths
         warnings.filterwarnings("ignore", message="Importing from timm", category=FutureWarning)
@@ -140,4 +195,9 @@ def load_litemedsam(
         fast_decoder=fast,
     )
     model.encoder_variant = variant
+    mode = "learned" if click_decoder is not None and clicks is None else click_mode(clicks)
+    if mode == "learned":
+        model.use_click_decoder(
+            *load_click_modules(net.prompt_encoder, net.mask_decoder, click_decoder, dev)
+        )
     return model

@@ -48,6 +48,8 @@ class TorchSamFamilyModel:
     decoder_variant = "reference"
     #: low_res_logits cover the square padded model input (not just the slice)
     low_res_padded = True
+    #: sha256 of a learned click decoder that predictions with clicks go to ("" for none)
+    click_decoder_sha256 = ""
     #: dtype embeddings are kept in (a 512 x 512 x 300 CT's LiteMedSAM cache: 600 MB)
     FEATURE_DTYPE = torch.float16
 
@@ -84,7 +86,7 @@ class TorchSamFamilyModel:
         self.device = device
         self.input_scale_ref = input_size
         self._input_size = input_size
-        self._dense_pe = None
+        self._dense_pe: dict[int, torch.Tensor] = {}  # per prompt encoder
 
     # -- subclass hooks -------------------------------------------------------------------
     def _preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -118,6 +120,7 @@ class TorchSamFamilyModel:
             low_res_padded=self.low_res_padded,
             thread_limit=True,
             packs_embeddings=True,
+            click_decoder=self.click_decoder_sha256,
         )
 
     def limit_threads(self, n: int) -> None:
@@ -178,14 +181,15 @@ class TorchSamFamilyModel:
         dev = self.device
         point_arg, box_arg, mask_arg = prompts
         sparse, dense = prompt_encoder(points=point_arg, boxes=box_arg, masks=mask_arg)
-        if self._dense_pe is None:
-            self._dense_pe = prompt_encoder.get_dense_pe()
+        dense_pe = self._dense_pe.get(id(prompt_encoder))
+        if dense_pe is None:
+            dense_pe = self._dense_pe[id(prompt_encoder)] = prompt_encoder.get_dense_pe()
         if fast_decoder is not None:
             # the per-slice precomputation is reused while the embedding tensor is the same
             # object and no mask prompt changes the dense embedding
             low_res, iou = fast_decoder(
                 embedding.features.to(device=dev),
-                self._dense_pe,
+                dense_pe,
                 sparse,
                 dense,
                 multimask,
@@ -194,7 +198,7 @@ class TorchSamFamilyModel:
         else:
             low_res, iou = mask_decoder(
                 image_embeddings=embedding.features.to(device=dev, dtype=torch.float32),
-                image_pe=self._dense_pe,
+                image_pe=dense_pe,
                 sparse_prompt_embeddings=sparse,
                 dense_prompt_embeddings=dense,
                 multimask_output=multimask,
