@@ -213,10 +213,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.objects and args.objects.strip().lower() in SPLITS:
         split, ids = args.objects.strip().lower(), None
 
+    model = args.model
+    if args.clicks or args.click_decoder:
+        if args.model != "litemedsam":
+            raise SliceSamError("--clicks and --click-decoder apply to --model litemedsam only")
+        from .models.litemedsam import load_litemedsam
+
+        model = load_litemedsam(
+            args.checkpoint, args.device, clicks=args.clicks, click_decoder=args.click_decoder
+        )
     result = run_benchmark(
         args.data,
         args.out,
-        model=args.model,
+        model=model,
         checkpoint=args.checkpoint,
         device=args.device,
         protocols=parse_protocols(args.protocol),
@@ -314,6 +323,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--protocol", default=None, help="comma list of P1,P2,P3,P4 (all)")
     bench.add_argument("--model", default="litemedsam", help="model name (slicesam models)")
     bench.add_argument("--checkpoint", default=None, help="weights file")
+    bench.add_argument(
+        "--clicks",
+        default=None,
+        choices=["rules", "learned", "fbrs"],
+        help="litemedsam: how clicks become masks (default rules; docs/clicks.md)",
+    )
+    bench.add_argument(
+        "--click-decoder", default=None, help="litemedsam: a click decoder from train-clicks"
+    )
     bench.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     bench.add_argument("--datasets", default=None, help="comma list of dataset folder names")
     bench.add_argument(

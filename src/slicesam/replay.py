@@ -167,7 +167,7 @@ def replay_session(
     if recorded_clicks not in (None, clicks):
         notes.append(
             f"the session's clicks went to click decoder {recorded_clicks[:12] or 'none'}, the "
-            f"replay's to {clicks[:12] or 'none'} (SLICESAM_LITEMEDSAM_CLICKS): the labels "
+            f"replay's to {clicks[:12] or 'none'}: the labels "
             "will differ"
         )
     want = threads if threads is not None else settings.get("torch_threads")

@@ -68,7 +68,8 @@ class Capabilities:
         packs_embeddings: ``pack``/``unpack`` turn an embedding into numpy arrays and back
             (the on-disk embedding cache).
         click_decoder: sha256 of the learned decoder that predictions with clicks go to
-            ("" when clicks go to the model's own decoder); recorded so a replay can tell.
+            ("" when clicks go to the model's own decoder, "fbrs" when f-BRS refines them);
+            recorded so a replay can tell.
     """
 
     points: bool = True

