@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import tempfile
 import time
@@ -30,18 +29,9 @@ from pathlib import Path
 import numpy as np
 
 import slicesam
+from slicesam.bench.runner import cpu_name
 from slicesam.demo import tight_box_on_largest_slice
 from slicesam.errors import VolumeWriteError
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def restored_copy(folder: Path, into: Path) -> Path:

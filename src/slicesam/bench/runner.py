@@ -20,6 +20,17 @@ from .report import markdown, plot, summarize
 ALL_PROTOCOLS = tuple(PROTOCOLS)
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``), else the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
 def environment(model: SegmentationModel) -> dict:
     """Versions, threads and CPU of this run."""
     import numpy as np
@@ -39,13 +50,7 @@ def environment(model: SegmentationModel) -> dict:
         "click_decoder": model.capabilities.click_decoder,
         "device": model.device,
     }
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                env["cpu"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    env["cpu"] = cpu_name()
     torch = sys.modules.get("torch")
     if torch is not None:
         env["torch"] = torch.__version__
