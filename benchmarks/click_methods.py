@@ -18,23 +18,32 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-COLUMNS = ("P4 IoU@1", "P4 NoC85", "P3@5", "P5 mean drop", "P5 worst drop")
+COLUMNS = ("P4 IoU@1", "P4 IoU@3", "P4 IoU@5", "P4 NoC85", "P3@5", "P5 mean drop", "P5 worst drop")
 
 
 def figures(summary: dict) -> dict[str, float]:
-    """The compared figures of one dataset's bench summary (NaN where not run)."""
+    """The compared figures of one dataset's bench summary (NaN where not run; NoC@85 only
+    from runs of 20 clicks)."""
     p4, p3, p5 = summary.get("P4", {}), summary.get("P3", {}), summary.get("P5", {})
+    full = len(p4.get("iou_curve", [])) >= 21
     return {
         "P4 IoU@1": p4.get("iou_at", {}).get("1", np.nan),
-        "P4 NoC85": p4.get("noc85", np.nan),
+        "P4 IoU@3": p4.get("iou_at", {}).get("3", np.nan),
+        "P4 IoU@5": p4.get("iou_at", {}).get("5", np.nan),
+        "P4 NoC85": p4.get("noc85", np.nan) if full else np.nan,
         "P3@5": p3.get("dice_at", {}).get("5", np.nan),
         "P5 mean drop": p5.get("max_drop", np.nan),
         "P5 worst drop": p5.get("worst_drop", np.nan),
     }
+
+
+def _f(value: float) -> str:
+    return "–" if np.isnan(value) else f"{value:.3f}"
 
 
 def table(runs: dict[str, Path], split: str) -> str:
@@ -52,14 +61,12 @@ def table(runs: dict[str, Path], split: str) -> str:
                 continue
             f = figures(ds["summary"])
             means.setdefault(method, []).append(f)
-            rows.append(
-                f"| {name} | {method} | " + " | ".join(f"{f[c]:.3f}" for c in COLUMNS) + " |"
-            )
+            rows.append(f"| {name} | {method} | " + " | ".join(_f(f[c]) for c in COLUMNS) + " |")
     for method, fs in means.items():
-        mean = {c: float(np.nanmean([f[c] for f in fs])) for c in COLUMNS}
-        rows.append(
-            f"| **mean** | {method} | " + " | ".join(f"{mean[c]:.3f}" for c in COLUMNS) + " |"
-        )
+        with warnings.catch_warnings():  # a column a method did not run: NaN, no warning
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = {c: float(np.nanmean([f[c] for f in fs])) for c in COLUMNS}
+        rows.append(f"| **mean** | {method} | " + " | ".join(_f(mean[c]) for c in COLUMNS) + " |")
     return "\n".join(rows)
 
 
