@@ -28,7 +28,7 @@ from .checkpoints import file_sha256, load_state_dict
 from .click_decoder import click_mode, load_click_modules
 from .device import autocast, default_dtype, resolve_device
 from .tinyvit_fast import FastTinyViT, fast_encoder_default
-from .torch_sam import TorchSamFamilyModel, longest_side_shape, prompt_tensors
+from .torch_sam import TorchSamFamilyModel, fast_twin, longest_side_shape, prompt_tensors
 
 INPUT_SIZE = 256
 
@@ -57,12 +57,11 @@ class LiteMedSAM(TorchSamFamilyModel):
     """
 
     box_only = True
+    #: how clicks become masks (:data:`~slicesam.models.click_decoder.CLICK_MODES`)
+    clicks = "rules"
 
     def use_click_decoder(
-        self,
-        prompt_encoder: torch.nn.Module,
-        mask_decoder: torch.nn.Module,
-        sha256: str,
+        self, prompt_encoder: torch.nn.Module, mask_decoder: torch.nn.Module, sha256: str
     ) -> None:
         """Send predictions that have clicks to this prompt encoder and mask decoder (a click
         decoder, :func:`~slicesam.models.click_decoder.load_click_modules`); boxes alone keep
@@ -71,64 +70,46 @@ class LiteMedSAM(TorchSamFamilyModel):
         self.click_mask_decoder = mask_decoder.to(self.device).eval()
         self.click_fast_decoder = None
         if self.fast_decoder is not None:
-            from .mask_decoder_fast import FastMaskDecoder
-
-            self.click_fast_decoder = FastMaskDecoder(mask_decoder.state_dict()).to(self.device)
+            self.click_fast_decoder = fast_twin(mask_decoder, self.device)
         self.click_decoder_sha256 = sha256
-        self.box_only = False
+        self._set_clicks("learned")
+
+    def use_fbrs_clicks(self) -> None:
+        """Refine each prediction that has clicks with f-BRS (:mod:`~slicesam.models.fbrs`)."""
+        self.click_decoder_sha256 = "fbrs"
+        self._set_clicks("fbrs")
+
+    def _set_clicks(self, mode: str) -> None:
+        self.clicks = mode
+        self.box_only = mode == "rules"
 
     def embed(self, image: np.ndarray) -> Embedding:
         with autocast(self.device):
             return super().embed(image)
 
-    def predict(
-        self,
-        embedding: Embedding,
-        *,
-        box: tuple[float, float, float, float] | None = None,
-        points: np.ndarray | None = None,
-        point_labels: np.ndarray | None = None,
-        mask_input: np.ndarray | None = None,
-        multimask: bool = False,
-    ) -> Prediction:
-        """Decode masks; see :class:`~slicesam.models.base.SegmentationModel`. With a click
-        decoder (or f-BRS), a prompt with clicks goes to it and gives one mask."""
+    def predict(self, embedding: Embedding, **prompts) -> Prediction:
+        """Decode masks; see :class:`~slicesam.models.base.SegmentationModel`. With learned or
+        f-BRS clicks, a prompt with clicks goes to that path and gives one mask."""
+        points = prompts.get("points")
         with autocast(self.device):
-            clicks = points is not None and len(points) > 0
-            if clicks and self.click_decoder_sha256 == "fbrs":
+            if self.clicks == "rules" or points is None or not len(points):
+                return super().predict(embedding, **prompts)
+            prompts.pop("multimask", None)
+            if self.clicks == "fbrs":
                 from .fbrs import fbrs_predict
 
                 return fbrs_predict(
-                    self.prompt_encoder,
-                    self.mask_decoder,
+                    self.prompt_encoder, self.mask_decoder, embedding, self._input_size, **prompts
+                )
+            with torch.inference_mode():
+                return self._decode(
+                    self.click_prompt_encoder,
+                    self.click_mask_decoder,
+                    self.click_fast_decoder,
                     embedding,
-                    self.input_scale_ref,
-                    box=box,
-                    points=points,
-                    point_labels=point_labels,
-                    mask_input=mask_input,
+                    prompt_tensors(embedding, self.device, **prompts),
+                    False,
                 )
-            if clicks and self.click_decoder_sha256:
-                prompts = prompt_tensors(
-                    embedding, self.device, box, points, point_labels, mask_input
-                )
-                with torch.inference_mode():
-                    return self._decode(
-                        self.click_prompt_encoder,
-                        self.click_mask_decoder,
-                        self.click_fast_decoder,
-                        embedding,
-                        prompts,
-                        False,
-                    )
-            return super().predict(
-                embedding,
-                box=box,
-                points=points,
-                point_labels=point_labels,
-                mask_input=mask_input,
-                multimask=multimask,
-            )
 
     def _preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
         array, size = preprocess_litemedsam(image)
@@ -220,8 +201,7 @@ def load_litemedsam(
     )
     model.encoder_variant = variant
     if mode == "fbrs":
-        model.click_decoder_sha256 = "fbrs"
-        model.box_only = False
+        model.use_fbrs_clicks()
     if mode == "learned":
         model.use_click_decoder(
             *load_click_modules(net.prompt_encoder, net.mask_decoder, click_decoder, dev)

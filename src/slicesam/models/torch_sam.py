@@ -26,6 +26,15 @@ def fast_decoder_default(device: str) -> bool:
     return cpu_default_switch("SLICESAM_FAST_DECODER", device)
 
 
+def fast_twin(mask_decoder: torch.nn.Module, device: str):
+    """:class:`~slicesam.models.mask_decoder_fast.FastMaskDecoder` computing the same function
+    as the reference ``mask_decoder`` (its weights, its number of heads), on ``device``."""
+    from .mask_decoder_fast import FastMaskDecoder
+
+    heads = int(getattr(getattr(mask_decoder, "transformer", None), "num_heads", 8))
+    return FastMaskDecoder(mask_decoder.state_dict(), num_heads=heads).to(device)
+
+
 class TorchSamFamilyModel:
     """A SAM-style model split into image encoder, prompt encoder and mask decoder.
 
@@ -75,11 +84,7 @@ class TorchSamFamilyModel:
         self.mask_decoder = mask_decoder.to(device).eval()
         self.fast_decoder = None
         if fast_decoder_default(device) if fast_decoder is None else fast_decoder:
-            from .mask_decoder_fast import FastMaskDecoder
-
-            heads = int(getattr(getattr(mask_decoder, "transformer", None), "num_heads", 8))
-            self.fast_decoder = FastMaskDecoder(mask_decoder.state_dict(), num_heads=heads)
-            self.fast_decoder.to(device)
+            self.fast_decoder = fast_twin(mask_decoder, device)
             self.decoder_variant = "fast"
         self.name = name
         self.weights_sha256 = weights_sha256
