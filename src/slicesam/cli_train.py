@@ -18,8 +18,8 @@ def cmd_train_clicks(args: argparse.Namespace) -> int:
 
     if not Path(args.data).is_dir():
         raise SliceSamError(f"--data {args.data} is not a folder of benchmark datasets")
-    if args.samples < args.accumulate:
-        raise SliceSamError(f"--samples must be at least {args.accumulate}, got {args.samples}")
+    if args.samples < Recipe.accumulate:
+        raise SliceSamError(f"--samples must be at least {Recipe.accumulate}, got {args.samples}")
     if args.threads is not None and args.threads < 1:
         raise SliceSamError(f"--threads must be at least 1, got {args.threads}")
     recipe = Recipe(samples=args.samples, seed=args.seed, eval_every=args.eval_every)
@@ -45,4 +45,4 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-every", type=int, default=100, help="steps between held-out scores")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_train_clicks, accumulate=4)
+    p.set_defaults(func=cmd_train_clicks)

@@ -99,8 +99,8 @@ class ClickDecoderTrainer:
     def __init__(
         self, prompt_encoder: torch.nn.Module, mask_decoder: torch.nn.Module, input_side: int
     ) -> None:
-        self.prompt_encoder = copy.deepcopy(prompt_encoder).float().train()
-        self.mask_decoder = copy.deepcopy(mask_decoder).float().train()
+        self.prompt_encoder = copy.deepcopy(prompt_encoder).float()
+        self.mask_decoder = copy.deepcopy(mask_decoder).float()
         self.frozen_encoder = copy.deepcopy(prompt_encoder).float().eval()
         self.frozen_decoder = copy.deepcopy(mask_decoder).float().eval()
         for p in [*self.frozen_encoder.parameters(), *self.frozen_decoder.parameters()]:
@@ -252,7 +252,6 @@ def train(
     start, losses, log = time.perf_counter(), [], []
 
     def record(step: int) -> None:
-        trainer.mask_decoder.eval()
         row = {
             "step": step,
             "samples": step * recipe.accumulate,
@@ -260,7 +259,6 @@ def train(
             "holdout_iou": holdout_scores(trainer, holdout) if holdout else {},
             "seconds": round(time.perf_counter() - start, 1),
         }
-        trainer.mask_decoder.train()
         losses.clear()
         log.append(row)
         if on_log is not None:
