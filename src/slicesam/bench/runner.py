@@ -47,6 +47,7 @@ def environment(model: SegmentationModel) -> dict:
         "cpu_count": os.cpu_count(),
         "model": model.name,
         "weights_sha256": model.weights_sha256,
+        "encoder": model.capabilities.encoder,
         "click_decoder": model.capabilities.click_decoder,
         "device": model.device,
     }
