@@ -195,11 +195,106 @@ def timing(out: Path, rounds: int = 3) -> dict:
     }
     from slicesam.bench.speed import prefetch_interference
 
+    result["decoder"] = decoder_timing(out / "exported")
     result["prefetch"] = {
         p: prefetch_interference(build_model(p, out / "exported")) for p in PREFETCH_PATHS
     }
     (out / "timing.json").write_text(json.dumps(result, indent=1))
     return result
+
+
+class _BoxDecoder(torch.nn.Module):
+    """Prompt encoder + mask decoder for one box: (1, 256, 64, 64) features, (1, 4) box in
+    model-input pixels -> ((1, 1, 256, 256) low-res logits, (1, 1) predicted IoU)."""
+
+    def __init__(self, prompt_encoder: torch.nn.Module, mask_decoder: torch.nn.Module) -> None:
+        super().__init__()
+        self.prompt_encoder, self.mask_decoder = prompt_encoder, mask_decoder
+
+    def forward(self, features: torch.Tensor, box: torch.Tensor):
+        sparse, dense = self.prompt_encoder(points=None, boxes=box, masks=None)
+        return self.mask_decoder(
+            image_embeddings=features,
+            image_pe=self.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=False,
+        )
+
+
+def decoder_timing(work: Path, repeat: int = 50) -> dict:
+    """p50 of a box -> full-resolution mask on a cached 512 x 512 slice: LiteMedSAM's own
+    decoder module, slicesam's fast decoder, and the reference decoder exported to ONNX and run
+    by ONNX Runtime and OpenVINO (fp32); each includes the upsampling to the slice."""
+    import onnxruntime as ort
+    import openvino as ov
+
+    from slicesam.models.litemedsam import load_litemedsam
+    from slicesam.models.torch_sam import prompt_tensors, upsample_logits
+
+    threads = torch.get_num_threads()
+    ref_model = load_litemedsam(device="cpu", fast=False)
+    fast_model = load_litemedsam(device="cpu", fast=True)
+    image = (ct_slices()[5][0, 0] * 255).astype(np.uint8)
+    image = np.asarray(
+        torch.nn.functional.interpolate(
+            torch.from_numpy(image[None, None]).float(), (512, 512), mode="bilinear"
+        )[0, 0]
+        .round()
+        .clamp(0, 255)
+        .to(torch.uint8)
+    )
+    box = (150.0, 180.0, 330.0, 360.0)
+    embedding = fast_model.embed(image)
+    _, box_arg, _ = prompt_tensors(embedding, "cpu", box=box)
+    features = embedding.features.float()
+    module = _BoxDecoder(ref_model.prompt_encoder, ref_model.mask_decoder).eval()
+    path = work / "litemedsam_box_decoder.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            (features, box_arg),
+            str(path),
+            input_names=["features", "box"],
+            output_names=["low_res", "iou"],
+            opset_version=18,
+            dynamo=False,
+        )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    compiled = ov.Core().compile_model(
+        str(path),
+        "CPU",
+        {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"},
+    )
+    feed = {"features": features.numpy(), "box": box_arg.numpy()}
+
+    def engine(run):
+        def call():
+            low_res = torch.from_numpy(np.asarray(run()))
+            return (upsample_logits(low_res, 256, embedding)[0, 0] > 0).numpy()
+
+        return call
+
+    paths = {
+        "torch-reference": lambda: ref_model.predict(embedding, box=box).masks[0],
+        "fast (slicesam)": lambda: fast_model.predict(embedding, box=box).masks[0],
+        "onnxruntime-fp32": engine(lambda: session.run(None, feed)[0]),
+        "openvino-fp32": engine(lambda: compiled(feed)[0]),
+    }
+    masks = {name: fn() for name, fn in paths.items()}
+    out = {}
+    for name, fn in paths.items():
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        agree = float((masks[name] == masks["torch-reference"]).mean())
+        out[name] = {"p50_s": float(np.median(times)), "pixels_equal_reference": agree}
+    return out
 
 
 def build_model(path: str, work: Path):
@@ -271,6 +366,17 @@ def table(folder: Path, reference: str = "fast-fp32") -> str:
                 f"| {p} | {v['s_per_slice']:.3f} | {v['ratio']:.2f} | {v['feature_error']:.1e} |"
             )
         lines.append("")
+        if "decoder" in t:
+            lines += [
+                "A box -> mask on a cached 512 x 512 slice (decoder + upsampling), p50:",
+                "",
+                "| decoder | p50 | pixels equal to the reference |",
+                "|---|---|---|",
+            ]
+            for p, v in t["decoder"].items():
+                agree = 100 * v["pixels_equal_reference"]
+                lines.append(f"| {p} | {1000 * v['p50_s']:.1f} ms | {agree:.3f} % |")
+            lines.append("")
         if "prefetch" in t:
             lines += [
                 "A correction click (p50) while the prefetcher embeds other slices with the path:",

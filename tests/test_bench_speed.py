@@ -53,3 +53,29 @@ def test_speed_measurements_and_table(monkeypatch):
     assert "LiteMedSAM encoder" in table and "≤ 650 MB" in table
     assert "pause points per slice: 3" in table
     assert table.count("\n") >= 10
+
+
+def test_accuracy_check_against_the_truth(tmp_path):
+    """P1 and P2 per split and path; a path that loses Dice on a dataset is marked as failing."""
+    import json
+
+    import numpy as np
+    import tifffile
+
+    labels = np.zeros((8, 40, 40), np.uint16)
+    labels[2:6, 10:25, 12:28] = 1
+    labels[3:7, 28:36, 5:12] = 2
+    folder = tmp_path / "data" / "blocks"
+    folder.mkdir(parents=True)
+    tifffile.imwrite(folder / "image.tif", np.where(labels > 0, 200, 30).astype(np.uint8))
+    tifffile.imwrite(folder / "labels.tif", labels)
+    meta = {"objects": [1], "validation_objects": [2]}
+    (folder / "meta.json").write_text(json.dumps(meta))
+    acc = speed.truth_accuracy({"ref": FakeModel(), "alt": FastFake()}, tmp_path / "data")
+    assert set(acc) == {"reported", "validation"}
+    figures = acc["validation"]["blocks"]
+    assert set(figures) == {"ref", "alt"} and figures["ref"]["P1"] > 0.5
+    figures["alt"]["P2"] = figures["ref"]["P2"] - 0.02
+    rows = "\n".join(speed.accuracy_markdown(acc))
+    assert "| largest drop (passes) | 0.000 (yes) | 0.020 (no) |" in rows
+    assert "| largest drop (passes) | 0.000 (yes) | 0.000 (yes) |" in rows  # reported

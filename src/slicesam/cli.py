@@ -317,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data",
         default=None,
         help="folder of dataset folders (meta.json); with --speed: "
-        "enables the fast encoder's accuracy check",
+        "enables the accuracy check (Dice against the truth, each encoder path)",
     )
     bench.add_argument("--out", required=True, help="output folder (bench.json/.md/.png)")
     bench.add_argument("--protocol", default=None, help="comma list of P1,P2,P3,P4 (all)")

@@ -109,10 +109,9 @@ def default_dtype(device: Any = "cpu") -> Any:
     """float32, unless ``SLICESAM_ENCODER_DTYPE=bfloat16`` asks for bfloat16 on a CPU that
     multiplies bf16 natively (AVX512-BF16 / AMX).
 
-    bfloat16 is opt-in because it changes the masks: on the benchmark datasets the fast
-    encoder in bf16 gives P1 masks whose 3D Dice with the float32 ones is only
-    0.90-0.99 per dataset (the float32 fast encoder: identical masks); measured by
-    ``slicesam bench --speed --data ../shared/datasets``.
+    bfloat16 is opt-in because it changes the masks by more than a faster path may: its
+    benchmark Dice against the ground truth must stay within 0.005 of float32 on every
+    dataset, and bf16's does not (``docs/speed.md``; the float32 paths give identical masks).
     """
     import torch
 
