@@ -163,6 +163,7 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
 
     from .bench.runner import environment
     from .bench.speed import run_speed, speed_markdown
+    from .models.device import cpu_has_native_bf16
     from .models.litemedsam import load_litemedsam
 
     result = run_speed(
@@ -171,22 +172,22 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
         sam=args.sam,
         progress=lambda step: print(f"measuring {step}…", file=sys.stderr, flush=True),
     )
-    result["environment"] = environment(load_litemedsam(device="cpu"))
-    table = speed_markdown(result)
+    result["environment"] = env = environment(load_litemedsam(device="cpu"))
+    bf16 = "native bfloat16" if cpu_has_native_bf16() else "no native bfloat16"
+    head = (
+        f"`{env['command']}` — {env.get('cpu', '?')} ({bf16}), "
+        f"torch {env.get('torch')} on {env.get('torch_threads')} threads\n\n"
+    )
+    table = head + speed_markdown(result)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "speed.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     (out / "speed.md").write_text(table, encoding="utf-8")
     print(table)
     if args.append:
-        env = result["environment"]
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        head = (
-            f"\n### Speed, {stamp}\n\n`{env['command']}` — {env.get('cpu', '?')}, "
-            f"torch {env.get('torch')} on {env.get('torch_threads')} threads\n\n"
-        )
         with open(args.append, "a", encoding="utf-8") as f:
-            f.write(head + table)
+            f.write(f"\n### Speed, {stamp}\n\n" + table)
         print(f"appended to {args.append}")
     return 0
 
