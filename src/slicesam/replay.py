@@ -160,7 +160,8 @@ def replay_session(
     if recorded_variant not in (None, variant):
         notes.append(
             f"the session's embeddings came from the {recorded_variant} encoder, the replay's "
-            f"from the {variant} one (SLICESAM_FAST_ENCODER): the labels may differ slightly"
+            f"from the {variant} one (SLICESAM_ENCODER_DTYPE, SLICESAM_FAST_ENCODER): the labels "
+            "may differ, by whole slices where a walk's stop decision changes"
         )
     recorded_clicks = settings.get("click_decoder")
     clicks = model.capabilities.click_decoder

@@ -508,3 +508,31 @@ def test_no_sidecar_inside_installed_packages(tmp_path):
     ordinary = tmp_path / "data" / "image.nii.gz"
     ordinary.parent.mkdir()
     assert sidecar_for(ordinary) == ordinary.with_name("image.nii.gz.slicesam")
+
+
+def test_replay_with_another_encoder_variant_says_so(tmp_path, two_balls, fake_model):
+    """The journal records the encoder variant; a replay with another one (e.g. bf16 against
+    the float32 session) names both before its labels are compared."""
+    import dataclasses
+
+    from slicesam.replay import replay_session
+
+    vol, a, _ = two_balls
+    side = tmp_path / "s.slicesam"
+    sess = Session(vol, model=fake_model, autosave=side)
+    obj = sess.new_object()
+    z = int(np.argmax(a.sum(axis=(1, 2))))
+    sess.add_box(obj, z, box_of(a[z]))
+    sess.autosave.flush()
+
+    class OtherEncoder(type(fake_model)):
+        @property
+        def capabilities(self):
+            return dataclasses.replace(super().capabilities, encoder="fast-bf16")
+
+    same = replay_session(side, model=type(fake_model)(), volume=vol)
+    assert same.identical and not any("encoder" in w for w in same.warnings)
+    with pytest.warns(UserWarning, match="fast-bf16"):
+        other = replay_session(side, model=OtherEncoder(), volume=vol)
+    note = next(w for w in other.warnings if "encoder" in w)
+    assert "fast-bf16" in note and fake_model.capabilities.encoder in note
