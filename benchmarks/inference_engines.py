@@ -12,7 +12,8 @@ Paths (the encoder only; prompt encoder and mask decoder stay slicesam's own, fl
   inference precision;
 - ``openvino-int8``: NNCF post-training quantization (transformer preset) of the OpenVINO
   model, calibrated on the 20 slices of the DICOM CT (``../shared/dicom``), which is not a
-  benchmark volume.
+  benchmark volume; layers left unquantized run in the CPU plugin's default precision (bf16 on
+  a CPU with native bf16).
 
 Modes:
 
@@ -22,9 +23,11 @@ Modes:
     python benchmarks/inference_engines.py table DIR                 # the Markdown table
 
 ``timing`` embeds ten 512 x 512 slices of the real CT in ``../shared/dicom/ct_totalseg`` with
-each path (three rounds, median) and reports the relative feature error against the reference,
-then times a correction click while the prefetcher embeds with the path (slicesam's own encoder
-pauses every few milliseconds for it; an engine's forward cannot be paused).
+each path (three rounds, median) and reports the relative feature error against the reference;
+it times a box -> mask through slicesam's decoder and through the engines' exports of the
+reference decoder; and it times a correction click and a box while the prefetcher embeds with a
+path (slicesam's own encoder pauses every few milliseconds for them; an engine's forward cannot
+be paused).
 ``accuracy`` runs ``slicesam bench`` (P1, P2, P3 with 5 clicks, no baselines) with the encoder
 replaced. Needs ``pip install onnxruntime openvino nncf`` (not project dependencies).
 """
@@ -348,6 +351,22 @@ def dataset_means(bench_json: Path) -> dict[str, dict[str, float]]:
     return out
 
 
+def accuracy_summary(folder: Path) -> dict:
+    """split -> path -> dataset -> figure -> mean, from the ``accuracy`` runs' bench.json
+    files under ``folder`` (written to ``folder``/accuracy.json), or from that file alone."""
+    file = folder / "accuracy.json"
+    summary: dict = {}
+    for split in ("reported", "validation"):
+        for p in PATHS:
+            bench = folder / f"{p}-{split}" / "bench.json"
+            if bench.is_file():
+                summary.setdefault(split, {})[p] = dataset_means(bench)
+    if summary:
+        file.write_text(json.dumps(summary, indent=1))
+        return summary
+    return json.loads(file.read_text()) if file.is_file() else {}
+
+
 def table(folder: Path, reference: str = "fast-fp32") -> str:
     """Markdown: per path and split, Dice vs truth per dataset and the worst change against
     ``reference`` (the default path), plus the timing rows."""
@@ -379,20 +398,25 @@ def table(folder: Path, reference: str = "fast-fp32") -> str:
             lines.append("")
         if "prefetch" in t:
             lines += [
-                "A correction click (p50) while the prefetcher embeds other slices with the path:",
+                "p50 on a cached slice while the prefetcher embeds other slices with the path "
+                "(slicesam's encoder pauses inside a forward, an engine only between forwards):",
                 "",
-                "| path | idle | prefetching (pauses between forwards or inside them) |",
-                "|---|---|---|",
+                "| path | correction click, idle | prefetching | box (decoder), idle | "
+                "prefetching |",
+                "|---|---|---|---|---|",
             ]
             for p, v in t["prefetch"].items():
-                idle, busy = 1000 * v["idle_click_s"], 1000 * v["gated_click_s"]
-                lines.append(f"| {p} | {idle:.1f} ms | {busy:.1f} ms |")
+                ms = {k: f"{1000 * x:.1f} ms" for k, x in v.items() if k.endswith("_s")}
+                lines.append(
+                    f"| {p} | {ms['idle_click_s']} | {ms['gated_click_s']} | "
+                    f"{ms['idle_decode_s']} | {ms['gated_decode_s']} |"
+                )
             lines.append("")
-    for split in ("reported", "validation"):
-        ref_file = folder / f"{reference}-{split}" / "bench.json"
-        if not ref_file.is_file():
+    summary = accuracy_summary(folder)
+    for split, per_path in summary.items():
+        if reference not in per_path:
             continue
-        ref = dataset_means(ref_file)
+        ref = per_path[reference]
         names = list(ref)
         lines += [
             f"{split} objects: P1 / P2 / P3@5 mean Dice per dataset; last column: the largest "
@@ -401,11 +425,7 @@ def table(folder: Path, reference: str = "fast-fp32") -> str:
             "| path | " + " | ".join(names) + " | largest drop |",
             "|---|" + "---|" * (len(names) + 1),
         ]
-        for p in PATHS:
-            f = folder / f"{p}-{split}" / "bench.json"
-            if not f.is_file():
-                continue
-            m = dataset_means(f)
+        for p, m in per_path.items():
             cells = [" / ".join(f"{m[n][k]:.3f}" for k in FIGURES) for n in names]
             drop = max(ref[n][k] - m[n][k] for n in names for k in FIGURES)
             lines.append(f"| {p} | " + " | ".join(cells) + f" | {max(drop, 0.0):.3f} |")
