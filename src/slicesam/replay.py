@@ -161,7 +161,7 @@ def replay_session(
         notes.append(
             f"the session's embeddings came from the {recorded_variant} encoder, the replay's "
             f"from the {variant} one (SLICESAM_ENCODER_DTYPE, SLICESAM_FAST_ENCODER): the labels "
-            "may differ, by whole slices where a walk's stop decision changes"
+            "may differ, by whole slices on structures the model is unsure of"
         )
     recorded_clicks = settings.get("click_decoder")
     clicks = model.capabilities.click_decoder

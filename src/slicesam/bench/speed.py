@@ -294,7 +294,7 @@ def startup(loader: Callable[[], object]) -> dict:
 
 
 #: a faster path may become a default where its Dice against the truth is this close to the
-#: float32 reference's on every dataset (issue 34's criterion)
+#: float32 reference's on every dataset (docs/speed.md)
 ACCURACY_TOLERANCE = 0.005
 
 
