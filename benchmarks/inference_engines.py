@@ -61,14 +61,20 @@ FIGURES = ("P1", "P2", "P3@5")
 PREFETCH_PATHS = ("fast-fp32", "openvino-fp32", "openvino-bf16")
 
 
-def ct_slices(step: int = 2) -> list[np.ndarray]:
-    """(1, 3, 256, 256) float32 encoder inputs of the 512 x 512 DICOM CT (abdomen window)."""
+def ct_window() -> np.ndarray:
+    """(z, 512, 512) uint8 slices of the DICOM CT in an abdomen window (-160, 240) HU."""
     import slicesam
-    from slicesam.models.litemedsam import preprocess_litemedsam
 
     vol = slicesam.load_volume(SHARED / "dicom" / "ct_totalseg" / "dicom")
     data = np.clip((np.asarray(vol.data, np.float32) + 160.0) / 400.0, 0, 1) * 255
-    return [preprocess_litemedsam(s.astype(np.uint8))[0][None] for s in data[::step]]
+    return data.astype(np.uint8)
+
+
+def ct_slices(step: int = 2) -> list[np.ndarray]:
+    """(1, 3, 256, 256) float32 encoder inputs of every ``step``-th slice of :func:`ct_window`."""
+    from slicesam.models.litemedsam import preprocess_litemedsam
+
+    return [preprocess_litemedsam(s)[0][None] for s in ct_window()[::step]]
 
 
 def calibration_slices() -> list[np.ndarray]:
@@ -238,15 +244,7 @@ def decoder_timing(work: Path, repeat: int = 50) -> dict:
     threads = torch.get_num_threads()
     ref_model = load_litemedsam(device="cpu", fast=False)
     fast_model = load_litemedsam(device="cpu", fast=True)
-    image = (ct_slices()[5][0, 0] * 255).astype(np.uint8)
-    image = np.asarray(
-        torch.nn.functional.interpolate(
-            torch.from_numpy(image[None, None]).float(), (512, 512), mode="bilinear"
-        )[0, 0]
-        .round()
-        .clamp(0, 255)
-        .to(torch.uint8)
-    )
+    image = ct_window()[10]
     box = (150.0, 180.0, 330.0, 360.0)
     embedding = fast_model.embed(image)
     _, box_arg, _ = prompt_tensors(embedding, "cpu", box=box)
@@ -336,18 +334,15 @@ def accuracy(path: str, split: str, out: Path, data: Path) -> None:
 
 
 def dataset_means(bench_json: Path) -> dict[str, dict[str, float]]:
-    """dataset -> figure -> mean over objects of one bench.json."""
+    """dataset -> figure (:data:`FIGURES`) -> mean over objects, from a bench.json's
+    per-dataset summary."""
     result = json.loads(bench_json.read_text())
     out = {}
     for name, ds in result["datasets"].items():
-        values: dict[str, list[float]] = {}
-        for entry in ds["objects"].values():
-            for key in ("P1", "P2"):
-                if key in entry:
-                    values.setdefault(key, []).append(entry[key]["dice"])
-            if "P3" in entry:
-                values.setdefault("P3@5", []).append(entry["P3"]["dice_at"]["5"])
-        out[name] = {k: float(np.mean(v)) for k, v in values.items()}
+        summary = ds["summary"]
+        out[name] = {"P1": summary["P1"], "P2": summary["P2"]}
+        if "P3" in summary:
+            out[name]["P3@5"] = summary["P3"]["dice_at"]["5"]
     return out
 
 
