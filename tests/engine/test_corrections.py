@@ -13,7 +13,7 @@ from slicesam.engine.propagation import PropagationParams
 from slicesam.engine.session import INTERPOLATED_CONFIDENCE, Session
 from slicesam.errors import PromptError
 from slicesam.metrics import dice
-from slicesam.prompts import Box, Lasso, Point
+from slicesam.prompts import Box, Lasso, Point, Scribble
 
 
 def _disk(shape, cy, cx, r):
@@ -154,6 +154,54 @@ def test_a_rewalk_from_a_shrunk_end_slice_keeps_the_objects_own_stop_rules(fake_
             assert top[reference] == end
             assert any("of the largest at 15" in stop for stop in summary.stops)
     assert top[False] >= 26  # through the upper sphere
+
+
+def test_a_rewalk_within_the_extent_stops_at_the_objects_ends(fake_model):
+    """A bar through the whole volume, dimmer from slice 15: the first walk stops there (its
+    intensity fell). A box on slice 17 makes it the object's last slice; a re-walk from it
+    ``within_extent`` fills 15-16 and stops there, one without runs on to the volume's end."""
+    vol = np.zeros((30, 40, 40), np.int16)
+    vol[:, 10:30, 10:30] = 200
+    vol[15:, 10:30, 10:30] = 150
+    extent = {}
+    for within in (True, False):
+        sess = Session(vol, model=fake_model, window=(0, 255))
+        obj = sess.new_object()
+        sess.add_box(obj, 10, (10, 10, 29, 29))
+        summary = sess.propagate(obj)
+        assert any("intensity fell at 15" in stop for stop in summary.stops)
+        sess.add_box(obj, 17, (10, 10, 29, 29))
+        sess.propagate(obj, from_slices=[17], within_extent=within)
+        held = np.flatnonzero((sess.labels == obj).any(axis=(1, 2)))
+        extent[within] = (int(held.min()), int(held.max()), len(held))
+    assert extent[True] == (0, 17, 18)  # 15 and 16 filled, nothing past the box
+    assert extent[False] == (0, 29, 30)
+
+
+def test_only_a_negative_correction_rewalks_within_the_objects_extent(two_balls, fake_model):
+    """``Session.correct`` keeps the re-walk of a prompt that removes voxels (negative click,
+    scribble or lasso) between the object's ends (``removal_within_extent``); a box or a
+    positive prompt may grow the object past them."""
+    vol, _, _ = two_balls
+    for enabled in (True, False):
+        params = PropagationParams(removal_within_extent=enabled)
+        sess = Session(vol, model=fake_model, params=params)
+        obj = sess.new_object()
+        sess.add_box(obj, 10, (8, 10, 28, 30))
+        sess.propagate(obj)
+        seen = []
+        walk = sess.propagate
+
+        def spy(*args, _walk=walk, _seen=seen, **kwargs):
+            _seen.append(kwargs["within_extent"])
+            return _walk(*args, **kwargs)
+
+        sess.propagate = spy
+        sess.correct(obj, Point(12, 18, 18, False))
+        sess.correct(obj, Scribble(12, ((17, 17), (19, 19)), False))
+        sess.correct(obj, Point(12, 18, 18, True))
+        sess.correct(obj, Box(12, 8, 10, 28, 30))
+        assert seen == [enabled, enabled, False, False]
 
 
 def test_a_rewalk_keeps_a_surer_propagated_mask(two_balls, fake_model):

@@ -286,6 +286,21 @@ def test_a_sidecar_from_before_an_edit_existed_replays_without_it():
     assert click_edits_of({}) is None
 
 
+def test_params_recorded_before_the_removal_extent_rule_replay_without_it():
+    """Propagation params recorded before ``removal_within_extent`` existed restore with it
+    off (a negative correction's re-walk could then pass the object's ends); recorded ones
+    keep their value."""
+    from dataclasses import asdict
+
+    from slicesam.engine.autosave import params_of
+    from slicesam.engine.propagation import PropagationParams
+
+    old = {k: v for k, v in asdict(PropagationParams()).items() if k != "removal_within_extent"}
+    assert params_of(old).removal_within_extent is False
+    assert params_of(asdict(PropagationParams())) == PropagationParams()
+    assert PropagationParams().removal_within_extent is True
+
+
 def test_a_sidecar_with_the_fields_of_deleted_rules_restores_and_replays(
     tmp_path, two_balls, fake_model
 ):

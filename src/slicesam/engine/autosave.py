@@ -357,6 +357,10 @@ def check_volume(header: dict[str, Any], volume: Volume | np.ndarray) -> None:
 #: reproduces what a sidecar written without them did (the edit was not there yet).
 CLICK_EDITS_ADDED = {"remnant_width": 0}
 
+#: :class:`PropagationParams` fields added after sidecars recorded params, with the value that
+#: reproduces what a sidecar written without them did.
+PARAMS_ADDED = {"removal_within_extent": False}
+
 
 def _known_fields(cls: type, stored: dict[str, Any]) -> dict[str, Any]:
     """``stored`` without the keys that are no field of the dataclass ``cls``."""
@@ -379,9 +383,10 @@ def click_edits_of(settings: dict[str, Any]) -> ClickEdits | None:
 
 def params_of(stored: dict[str, Any]) -> PropagationParams:
     """The :class:`PropagationParams` a sidecar's settings record (its ``params`` dict).
-    Fields the record has that no longer exist (rules deleted since) are ignored: replaying
-    a journal recorded with such a rule on may give other labels than it recorded."""
-    return PropagationParams(**_known_fields(PropagationParams, stored))
+    Fields the record lacks take the value that reproduces it (:data:`PARAMS_ADDED`). Fields
+    the record has that no longer exist (rules deleted since) are ignored: replaying a
+    journal recorded with such a rule on may give other labels than it recorded."""
+    return PropagationParams(**_known_fields(PropagationParams, {**PARAMS_ADDED, **stored}))
 
 
 def settings_of(header: dict[str, Any], state: JournalState) -> tuple[PropagationParams, str]:

@@ -210,3 +210,9 @@ def prompt_name(prompt: Box | Point | Scribble | Lasso) -> str:
         return f"box on {prompt.z}"
     kind = "click" if isinstance(prompt, Point) else type(prompt).__name__.lower()
     return f"{kind} {'+' if prompt.positive else '-'} on {prompt.z}"
+
+
+def prompt_adds(prompt: Box | Point | Scribble | Lasso) -> bool:
+    """Whether a prompt marks object (a box, a positive click, scribble or lasso) rather than
+    background."""
+    return isinstance(prompt, Box) or prompt.positive

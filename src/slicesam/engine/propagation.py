@@ -77,6 +77,10 @@ class PropagationParams:
             corrected one (:class:`WalkReference`): a correction near the object's end would
             otherwise start from a small, dim slice against which a neighbour looks like more
             object.
+        removal_within_extent: the re-walk of a negative correction (click, scribble or
+            lasso) writes only between the object's first and last slices: a prompt that
+            removes voxels near an object's end would otherwise start a walk past that end and
+            add slices the user never asked for.
         max_overshoot_erosion_px: where the model's mask on a slice the user boxed reaches
             past the box (a box prompt is tight: the object touches its sides, no more) by k
             pixels on average over the four sides (the nearest whole number, halves rounded
@@ -119,6 +123,7 @@ class PropagationParams:
     keep_surer_by: float = 0.1
     bound_by_box: bool = True
     rewalk_reference: bool = False
+    removal_within_extent: bool = True
     max_overshoot_erosion_px: int = 2
     max_small_growth: float = 0.0
     small_box_inset: float = 0.0

@@ -37,7 +37,7 @@ from .label_volume import Labels, object_block
 from .masks import clip_box, paint
 from .model_threads import ModelThreads
 from .objects import DERIVED, SegObject
-from .prompting import SliceResult, prompt_name, prompting_for
+from .prompting import SliceResult, prompt_adds, prompt_name, prompting_for
 from .propagation import PropagationParams, default_params
 from .session_inputs import check_autosave, session_labels, session_volume, warn_if_constant
 from .strokes import stroke_on_slice
@@ -75,10 +75,9 @@ class Session(ModelThreads, Annotation):
             tissue (-160, 240) HU; otherwise the 0.5-99.5 percentiles, of a sample of slices
             for a lazy volume). Fixed for the session.
         labels: an existing (z, y, x) integer label array to write into (e.g. a napari Labels
-            layer's data) or label store (:class:`~slicesam.io.lazy.SliceStore`); when None,
-            a new uint16 array of zeros, or for a lazy volume a compressed in-memory zarr
-            store (:func:`~slicesam.io.zarr_labels.memory_label_store`), so the labels of a
-            volume larger than memory need not fit in it either.
+            layer's data) or label store (:class:`~slicesam.io.lazy.SliceStore`); None: new
+            uint16 zeros, or for a lazy volume a compressed in-memory zarr store
+            (:func:`~slicesam.io.zarr_labels.memory_label_store`).
         labels_store: a path where the labels live in a chunked zarr store on disk while
             the session runs (one chunk per slice; created when missing, reopened with its
             labels when it exists: :func:`~slicesam.io.zarr_labels.open_label_store`).
@@ -94,9 +93,8 @@ class Session(ModelThreads, Annotation):
             (or in the user cache; see :mod:`slicesam.engine.autosave`), a sidecar folder
             path, or None (default) for no autosave. :meth:`restore` reopens it.
         click_strategy: how clicks edit a mask on a box-only model such as LiteMedSAM:
-            "adaptive" (default), "local" or "region"; see
-            :func:`slicesam.engine.clicks.box_only_click`. Models that take point prompts
-            (SAM, MobileSAM) use the clicks as prompts instead.
+            "adaptive" (default), "local" or "region" (:func:`~slicesam.engine.clicks.
+            box_only_click`); point-capable models (SAM) take clicks as prompts instead.
         click_edits: how those clicks follow the slice's intensities
             (:class:`~slicesam.engine.clicks.ClickEdits`); None for the defaults of the
             volume's modality (:func:`~slicesam.engine.clicks.default_click_edits`).
@@ -280,10 +278,10 @@ class Session(ModelThreads, Annotation):
                     add = self.add_scribble if isinstance(prompt, Scribble) else self.add_lasso
                     mask = add(obj, prompt.z, prompt.points, prompt.positive)
                 summary = None
-                if rewalk:
-                    summary = self.propagate(
-                        obj, from_slices=[prompt.z], progress=progress, cancel=cancel
-                    )
+                if rewalk:  # removing voxels never grows the object past its ends
+                    within = self.params.removal_within_extent and not prompt_adds(prompt)
+                    rewalk_from = functools.partial(self.propagate, obj, from_slices=[prompt.z])
+                    summary = rewalk_from(within_extent=within, progress=progress, cancel=cancel)
             return Correction(mask, summary)
 
     @interactive
@@ -352,6 +350,7 @@ class Session(ModelThreads, Annotation):
         z_range: tuple[int, int] | None = None,
         *,
         from_slices: Iterable[int] | None = None,
+        within_extent: bool = False,
         progress: Callable[[int, int], None] | None = None,
         cancel: Callable[[], bool] | None = None,
     ) -> PropagationSummary:
@@ -373,8 +372,8 @@ class Session(ModelThreads, Annotation):
                 range of the object's last ranged propagation, if any).
             from_slices: re-propagate only from these anchors (a correction on slice z:
                 ``from_slices=[z]``); each walk stops where the new mask equals the one already
-                there (Dice >= ``PropagationParams.converged_dice``), so the result changes
-                only as far as the correction reaches.
+                there (``PropagationParams.converged_dice``), as far as the correction reaches.
+            within_extent: walk only between the object's current first and last slices.
             progress: called as ``progress(done, total)`` after each slice.
             cancel: polled before each slice; when it returns True the propagation stops and
                 nothing is changed (``summary.cancelled``).
@@ -399,6 +398,7 @@ class Session(ModelThreads, Annotation):
                 hi,
                 constrained=z_range is not None,
                 partial=from_slices is not None,
+                within=within_extent,
                 # brush strokes painted while the walks ran (napari writes into the label
                 # array directly) are adopted first: their slices become user slices, kept
                 adopt=lambda owned: self.sync_external_edits("paint", slices=owned),

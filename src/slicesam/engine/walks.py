@@ -171,6 +171,7 @@ def propagate_object(
     constrained: bool,
     partial: bool,
     adopt: Callable[[set[int]], object],
+    within: bool = False,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> Outcome:
@@ -180,6 +181,8 @@ def propagate_object(
         constrained: the user gave the range ``lo``-``hi``: walks go to its ends.
         partial: a re-walk from a correction: each walk stops where it no longer improves
             the result (:func:`settled`).
+        within: walk only between the object's current first and last slices
+            (:func:`within_extent`).
         adopt: ``adopt(slices)`` adopts brush strokes painted on those slices while the walks
             ran (they become user slices and are kept); called once, before the writes are
             decided.
@@ -189,6 +192,8 @@ def propagate_object(
     """
     obj = ctx.obj
     walks = plan_walks(ctx, anchors, starts, lo, hi)
+    if within:
+        walks = within_extent(ctx, walks)
     total = sum(abs(end - a) for a, _, end in walks)
     summary = PropagationSummary(obj.label_id)
     results: dict[int, Step] = {}
@@ -317,6 +322,23 @@ def overshoot_erosion_px(obj: SegObject, params: PropagationParams) -> int:
     if not reach:
         return 0
     return overshoot_erosion(float(np.mean(reach)), params.max_overshoot_erosion_px)
+
+
+def within_extent(
+    ctx: ObjectContext, walks: list[tuple[int, int, int]]
+) -> list[tuple[int, int, int]]:
+    """``walks`` (anchor, direction, last slice) cut at the object's current first and last
+    slices, the corrected slice included (``PropagationParams.removal_within_extent``)."""
+    held = [z for z in ctx.obj.slices if ctx.holds(z)]
+    if not held:
+        return walks
+    first, last = min(held), max(held)
+    out = []
+    for anchor, direction, end in walks:
+        end = min(end, last) if direction > 0 else max(end, first)
+        if (end - anchor) * direction > 0:
+            out.append((anchor, direction, end))
+    return out
 
 
 def walk_reference(ctx: ObjectContext) -> WalkReference | None:
