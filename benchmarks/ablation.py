@@ -108,6 +108,10 @@ VARIANTS: dict[str, Variant] = {
     "rewalk_reference": Variant(
         "re-walks compare with the whole object (microscopy)", off(rewalk_reference=False)
     ),
+    "removal_within_extent": Variant(
+        "a negative correction's re-walk stays within the object",
+        off(removal_within_extent=False),
+    ),
     "rewalk_gaps": Variant(
         "re-walk gaps between anchors are interpolated",
         patch=no_op(walks, "empty_gaps", lambda *a: set()),
