@@ -122,6 +122,11 @@ def test_the_user_journey_in_napari(make_napari_viewer, tmp_path):
     corrected = labels.copy()
     assert not np.array_equal(corrected, propagated), "the negative click changed the mask"
     assert len(widget.points_layer.data) == 1
+    slices = {
+        name: set(np.flatnonzero((v == 1).any(axis=(1, 2))))
+        for name, v in (("before", propagated), ("after", corrected))
+    }
+    assert slices["after"] <= slices["before"], "a negative click never adds slices"
     screenshot(viewer, "journey_3_corrected.png")
 
     widget.undo().wait()  # ONE undo takes back the click, its dot, its mask and its re-walk
