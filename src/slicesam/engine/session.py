@@ -93,8 +93,8 @@ class Session(ModelThreads, Annotation):
             (or in the user cache; see :mod:`slicesam.engine.autosave`), a sidecar folder
             path, or None (default) for no autosave. :meth:`restore` reopens it.
         click_strategy: how clicks edit a mask on a box-only model such as LiteMedSAM:
-            "adaptive" (default), "local" or "region" (:func:`~slicesam.engine.clicks.
-            box_only_click`); point-capable models (SAM) take clicks as prompts instead.
+            "adaptive" (default), "local" or "region"
+            (:func:`~slicesam.engine.clicks.box_only_click`); SAM takes clicks as prompts.
         click_edits: how those clicks follow the slice's intensities
             (:class:`~slicesam.engine.clicks.ClickEdits`); None for the defaults of the
             volume's modality (:func:`~slicesam.engine.clicks.default_click_edits`).
