@@ -182,7 +182,6 @@ class Session(ModelThreads, Annotation):
             return self.model.embed(apply_window(self.volume.data[z], self.window))
 
     # -- prompts --------------------------------------------------------------------------------
-
     @interactive
     @journaled
     def add_box(self, obj: int, z: int, box: tuple[float, float, float, float]) -> np.ndarray:
@@ -279,9 +278,13 @@ class Session(ModelThreads, Annotation):
                     mask = add(obj, prompt.z, prompt.points, prompt.positive)
                 summary = None
                 if rewalk:  # removing voxels never grows the object past its ends
-                    within = self.params.removal_within_extent and not prompt_adds(prompt)
-                    rewalk_from = functools.partial(self.propagate, obj, from_slices=[prompt.z])
-                    summary = rewalk_from(within_extent=within, progress=progress, cancel=cancel)
+                    summary = self.propagate(
+                        obj,
+                        from_slices=[prompt.z],
+                        within_extent=self.params.removal_within_extent and not prompt_adds(prompt),
+                        progress=progress,
+                        cancel=cancel,
+                    )
             return Correction(mask, summary)
 
     @interactive
