@@ -147,7 +147,7 @@ def kept(obj: dict, rule: Rule) -> list[int]:
     zs = [obj["seed"]]
     for direction in (-1, 1):
         for z, state in states(obj, direction):
-            if state["area"] < 4 or rule(state):  # vanished (min_area_px) ends every walk
+            if rule(state):  # the recording already ends where the mask vanished
                 break
             zs.append(z)
     return zs
@@ -187,14 +187,42 @@ def best_stop(walks: dict) -> dict[str, dict[str, float]]:
     return result
 
 
-def hand_rules(modality: str) -> Rule:
-    """The engine's stop rules (:func:`slicesam.engine.propagation.stop_rules`) with the
-    modality's thresholds, on a recorded state."""
-    from slicesam.engine.propagation import default_params
+def engine_rules(modality: str, *, fall: bool = True) -> Rule:
+    """The engine's own stop rules (:func:`slicesam.engine.propagation.stop_rules`) with the
+    modality's thresholds, on a recorded state; ``fall=False`` leaves out the intensity fall.
+    The recording keeps no masks, so the overlap rule reads the recorded overlap."""
+    from types import SimpleNamespace
 
-    drop = default_params(modality).max_intensity_drop
-    others = _without_fall(modality)
-    return lambda s: others(s) or s["seed"]["intensity"] - s["intensity"] > drop
+    from slicesam.engine.propagation import (
+        IntensityFall,
+        OverlapBelow,
+        default_params,
+        stop_rules,
+    )
+
+    rules = [
+        r for r in stop_rules(default_params(modality)) if fall or not isinstance(r, IntensityFall)
+    ]
+
+    def rule(s: State) -> bool:
+        candidate = SimpleNamespace(
+            area=s["area"],
+            score=s["score"],
+            prev_area=s["prev_area"],
+            max_area=s["max_area"],
+            intensity=s["intensity"],
+            start_intensity=s["seed"]["intensity"],
+            lowest_intensity=s["lowest"],
+        )
+        for r in rules:
+            if isinstance(r, OverlapBelow):
+                if s.get("overlap_prev", 1.0) < r.min_overlap:
+                    return True
+            elif r.check(candidate) is not None:
+                return True
+        return False
+
+    return rule
 
 
 def contrast(s: State, ring: int) -> tuple[float, float]:
@@ -213,7 +241,7 @@ def relative_fall(f: float, ring: int) -> Callable[[str], Rule]:
         from slicesam.engine.propagation import default_params
 
         p = default_params(modality)
-        no_fall = _without_fall(modality)
+        no_fall = engine_rules(modality, fall=False)
 
         def rule(s: State) -> bool:
             if no_fall(s):
@@ -226,21 +254,6 @@ def relative_fall(f: float, ring: int) -> Callable[[str], Rule]:
         return rule
 
     return make
-
-
-def _without_fall(modality: str) -> Rule:
-    """The engine's stop rules but the intensity fall, with the modality's thresholds."""
-    from slicesam.engine.propagation import default_params
-
-    p = dataclasses.replace(default_params(modality), max_intensity_drop=math.inf)
-    return lambda s: (
-        s["score"] < p.min_score
-        or (s["prev_area"] and s["area"] > p.max_growth * s["prev_area"])
-        or (s["prev_area"] and s["area"] < p.min_shrink * s["prev_area"])
-        or s.get("overlap_prev", 1.0) < p.min_overlap
-        or s["area"] < p.min_rel_area * s["max_area"]
-        or bool(p.max_intensity_rise and s["intensity"] - s["lowest"] > p.max_intensity_rise)
-    )
 
 
 def features(s: State, ring: int, normalised: bool) -> list[float]:
@@ -310,11 +323,11 @@ def evaluate(out: Path, checks: list[str]) -> None:
         )
         print(f"{method}: " + ", ".join(f"{s} {rows[-1][s]:.4f}" for s in SPLITS), flush=True)
 
-    add("hand rules (today's defaults)", "-", hand_rules)
+    add("hand rules (today's defaults)", "-", engine_rules)
     for check in checks:
         split, path = check.split("=", 1)
         bench = json.loads(Path(path).read_text())
-        got = p2(walks[split], hand_rules)
+        got = p2(walks[split], engine_rules)
         diffs = [
             abs(got[name][lab] - bench["datasets"][name]["objects"][lab]["P2"]["dice"])
             for name in got
